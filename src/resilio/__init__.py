@@ -1,0 +1,59 @@
+"""resilio: resilience primitives for Python services.
+
+Circuit breakers, rate limiters, retry with backoff, a bounded worker pool and an
+event-driven session manager, for threads, asyncio and trio, over one injectable
+clock and one event bus. Everything public is importable from here.
+"""
+
+from __future__ import annotations
+
+from ._breaker import BreakerSnapshot as BreakerSnapshot
+from ._breaker import CircuitBreaker as CircuitBreaker
+from ._breaker import CircuitState as CircuitState
+from ._clock import Clock as Clock
+from ._clock import ManualClock as ManualClock
+from ._clock import SystemClock as SystemClock
+from ._errors import CircuitOpenError as CircuitOpenError
+from ._errors import RejectedError as RejectedError
+from ._errors import ResilioError as ResilioError
+from ._events import CallRejected as CallRejected
+from ._events import CircuitStateChanged as CircuitStateChanged
+from ._events import Event as Event
+from ._events import EventBus as EventBus
+from ._events import default_bus as default_bus
+from ._sliding_breaker import SlidingWindowBreaker as SlidingWindowBreaker
+from ._sliding_breaker import WindowSnapshot as WindowSnapshot
+
+__all__ = [
+    "BreakerSnapshot",
+    "CallRejected",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
+    "CircuitStateChanged",
+    "Clock",
+    "Event",
+    "EventBus",
+    "ManualClock",
+    "RejectedError",
+    "ResilioError",
+    "SlidingWindowBreaker",
+    "SystemClock",
+    "WindowSnapshot",
+    "default_bus",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("resilio."):
+        _obj.__module__ = "resilio"
+del _name, _obj
+
+
+def __getattr__(name: str) -> str:
+    if name != "__version__":
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    from importlib.metadata import version
+
+    return version("resilio")

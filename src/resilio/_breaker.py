@@ -1,0 +1,494 @@
+"""Circuit breakers: stop calling what is failing, and find out when it recovers.
+
+:class:`CircuitBreaker` trips on consecutive failures or on an exponentially weighted
+failure rate. The state machine it shares with
+:class:`~resilio.SlidingWindowBreaker` lives in :class:`BreakerBase`: OPEN rejects
+until ``open_timeout`` has passed, HALF_OPEN admits a bounded number of probes, and
+every transition starts a new *generation*, so an outcome that arrives after the
+state it was admitted in has ended is ignored (gobreaker's generation counter).
+
+No lock is ever held across a protected call: the lock guards a few counters and is
+taken only to admit a call that needs a permit and to record an outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import attrs
+
+from . import _validate
+from ._clock import SYSTEM_CLOCK, Clock, check_clock
+from ._errors import CircuitOpenError
+from ._events import CallRejected, CircuitStateChanged, EventBus, check_bus, default_bus
+from ._guard import Guard, is_async_callable
+
+logger = logging.getLogger("resilio")
+
+
+class CircuitState(enum.Enum):
+    """The three states of a circuit breaker."""
+
+    CLOSED = "closed"
+    """Calls pass through; outcomes are counted."""
+    OPEN = "open"
+    """Calls are rejected with :class:`~resilio.CircuitOpenError` without running."""
+    HALF_OPEN = "half_open"
+    """A bounded number of probe calls test whether the dependency has recovered."""
+
+    def __repr__(self) -> str:
+        return f"CircuitState.{self.name}"
+
+
+CLOSED = CircuitState.CLOSED
+OPEN = CircuitState.OPEN
+HALF_OPEN = CircuitState.HALF_OPEN
+
+
+@attrs.frozen(kw_only=True)
+class BreakerSnapshot:
+    """A consistent, frozen view of a :class:`CircuitBreaker` at one instant.
+
+    Attributes:
+        name: The breaker's name.
+        state: Its state.
+        consecutive_failures: Failures in a row while closed.
+        consecutive_successes: Successful probes in a row while half-open.
+        failure_rate: The exponentially weighted failure rate, between 0 and 1.
+        half_open_calls: Probe calls running now.
+        last_change: Clock time of the last state change.
+        open_reason: Why it last opened (a :class:`CircuitStateChanged` reason), or
+            ``None`` when closed.
+        retry_after: Seconds until an open breaker admits a probe; ``None`` unless it
+            is open with a timeout running.
+    """
+
+    name: str
+    state: CircuitState
+    consecutive_failures: int
+    consecutive_successes: int
+    failure_rate: float
+    half_open_calls: int
+    last_change: float
+    open_reason: str | None
+    retry_after: float | None
+
+
+# A pending state change, published once the lock is released: (old, new, reason, at).
+_Change = tuple[CircuitState, CircuitState, str, float]
+
+
+class BreakerBase(Guard):
+    """The state machine shared by both breakers; strictly private.
+
+    Subclasses implement ``_closed_outcome`` (count one outcome while closed and
+    return a reason to trip, or ``None``) and ``_clear_counts``.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_bus",
+        "_changed_at",
+        "_clock",
+        "_failure_on",
+        "_forced",
+        "_free",
+        "_gen",
+        "_half_open_max",
+        "_ignore",
+        "_in_flight",
+        "_lock",
+        "_name",
+        "_now",
+        "_open_reason",
+        "_open_timeout",
+        "_open_until",
+        "_probe_deadline",
+        "_state",
+        "_success_threshold",
+        "_successes",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        success_threshold: int,
+        open_timeout: float,
+        half_open_max_calls: int,
+        failure_on: Any,
+        ignore: Any,
+        clock: Clock,
+        bus: EventBus | None,
+    ) -> None:
+        self._name = _validate.text("name", name)
+        self._success_threshold = _validate.integer("success_threshold", success_threshold, ge=1)
+        self._open_timeout = _validate.number("open_timeout", open_timeout, gt=0)
+        self._half_open_max = _validate.integer("half_open_max_calls", half_open_max_calls, ge=1)
+        self._failure_on = _validate.exception_types("failure_on", failure_on)
+        self._ignore = _validate.exception_types("ignore", ignore)
+        self._clock = check_clock(clock)
+        self._now = clock.monotonic
+        self._bus = default_bus() if bus is None else check_bus(bus)
+        self._lock = threading.Lock()
+        self._state = CLOSED
+        self._gen = 0
+        self._free: int | None = 0
+        self._forced = False
+        self._in_flight = 0
+        self._successes = 0
+        self._open_until = 0.0
+        self._probe_deadline = 0.0
+        self._open_reason: str | None = None
+        self._changed_at = self._now()
+
+    # -- public surface shared by both breakers -------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The name that appears in events, errors and ``repr``."""
+        return self._name
+
+    @property
+    def state(self) -> CircuitState:
+        """The current state.
+
+        An open breaker whose timeout has passed still reads ``OPEN``: the next call
+        moves it to ``HALF_OPEN``.
+        """
+        return self._state
+
+    def record_success(self) -> None:
+        """Count a success measured by the caller, as if a guarded call had succeeded."""
+        self._record(self._gen, failed=False, probe=False)
+
+    def record_failure(self) -> None:
+        """Count a failure measured by the caller, as if a guarded call had failed."""
+        self._record(self._gen, failed=True, probe=False)
+
+    def force_open(self) -> None:
+        """Open the breaker and keep it open, whatever the timeout, until :meth:`reset`."""
+        with self._lock:
+            self._forced = True
+            change = None if self._state is OPEN else self._move(OPEN, "forced_open")
+            self._open_reason = "forced_open"
+        self._announce(change)
+
+    def reset(self) -> None:
+        """Close the breaker and clear every counter; outcomes of calls running now are ignored."""
+        with self._lock:
+            self._forced = False
+            if self._state is CLOSED:
+                self._gen += 1
+                self._clear_counts()
+                self._free = self._gen
+                change = None
+            else:
+                change = self._move(CLOSED, "reset")
+        self._announce(change)
+
+    @contextlib.asynccontextmanager
+    async def health_check(
+        self, probe: Callable[[], Any], interval: float = 5.0
+    ) -> AsyncIterator[None]:
+        """Probe the dependency in the background while the breaker is open.
+
+        Inside the block a task checks every *interval* seconds (on the breaker's
+        clock); while the breaker is open (and not forced open) it calls *probe*. As
+        soon as a probe returns without raising (and does not return ``False``) the
+        breaker moves to HALF_OPEN, without waiting for ``open_timeout``. An ``async``
+        probe runs on the event loop; a plain function runs in a worker thread. Give
+        the probe its own timeout: the check waits for it.
+
+        Args:
+            probe: A callable taking no arguments, sync or async.
+            interval: Seconds between checks.
+        """
+        _validate.callable_("probe", probe)
+        interval = _validate.number("interval", interval, gt=0)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._health_loop, probe, interval)
+            try:
+                yield
+            finally:
+                tasks.cancel_scope.cancel()
+
+    async def _health_loop(self, probe: Callable[[], Any], interval: float) -> None:
+        run: Callable[[], Awaitable[Any]]
+        if is_async_callable(probe):
+            run = probe
+        else:
+
+            async def run() -> Any:
+                return await anyio.to_thread.run_sync(probe)
+
+        while True:
+            await self._clock.sleep_async(interval)
+            if self._state is not OPEN or self._forced:
+                continue
+            try:
+                healthy = await run()
+            except Exception:
+                logger.debug("health check probe of %r failed", self._name, exc_info=True)
+                continue
+            if healthy is False:
+                continue
+            with self._lock:
+                change = None
+                if self._state is OPEN and not self._forced:
+                    change = self._move(HALF_OPEN, "health_check")
+            self._announce(change)
+
+    # -- the guard protocol ---------------------------------------------------------
+
+    def _acquire(self) -> Any:
+        gen = self._gen
+        state = self._state
+        if state is CLOSED:
+            return gen
+        now = self._now()
+        if state is OPEN and (self._forced or now < self._open_until):
+            # The common rejection, decided without the lock: a racing reset or
+            # timeout only means this call is ordered just before it.
+            return self._reject(OPEN, None if self._forced else self._open_until - now, now)
+        with self._lock:
+            token, change, rejection = self._admit_locked()
+        self._announce(change)
+        if rejection is not None:
+            return self._reject(*rejection)
+        return token
+
+    def _admit_locked(
+        self,
+    ) -> tuple[int, _Change | None, tuple[CircuitState, float | None, float] | None]:
+        """Admit a call to an open or half-open breaker, or say why not (lock held)."""
+        state = self._state
+        gen = self._gen
+        if state is CLOSED:
+            return gen, None, None
+        now = self._now()
+        change = None
+        if state is OPEN:
+            if self._forced or now < self._open_until:
+                return gen, None, (OPEN, None if self._forced else self._open_until - now, now)
+            change = self._move(HALF_OPEN, "open_timeout_elapsed", now)
+        if self._in_flight >= self._half_open_max:
+            if now < self._probe_deadline:
+                return gen, change, (HALF_OPEN, None, now)
+            # Every probe has been out for a whole open_timeout: presume they hung,
+            # start a fresh round of probes and ignore the old ones' outcomes.
+            self._gen += 1
+            self._in_flight = 0
+            self._successes = 0
+        self._in_flight += 1
+        self._probe_deadline = now + self._open_timeout
+        return self._gen, change, None
+
+    def _reject(self, state: CircuitState, retry_after: float | None, now: float) -> Any:
+        bus = self._bus
+        if bus.wants(CallRejected):
+            bus.publish(
+                CallRejected(source=self._name, at=now, state=state, retry_after=retry_after)
+            )
+        raise CircuitOpenError(self._name, retry_after)
+
+    def _on_success(self, token: Any) -> None:
+        self._record(token, failed=False)
+
+    def _on_error(self, token: Any, exc: Exception) -> None:
+        if isinstance(exc, self._ignore):
+            self._release(token)
+        else:
+            self._record(token, failed=isinstance(exc, self._failure_on))
+
+    def _release(self, token: Any) -> None:
+        with self._lock:
+            if token == self._gen and self._state is HALF_OPEN:
+                self._in_flight -= 1
+
+    # -- state machine --------------------------------------------------------------
+
+    def _record(self, token: Any, *, failed: bool, slow: bool = False, probe: bool = True) -> None:
+        with self._lock:
+            if token != self._gen:
+                return  # admitted under a state that has since ended
+            state = self._state
+            change = None
+            if state is CLOSED:
+                reason = self._closed_outcome(failed, slow)
+                if reason is not None:
+                    change = self._move(OPEN, reason)
+            elif state is HALF_OPEN:
+                if probe:
+                    self._in_flight -= 1
+                if failed or slow:
+                    change = self._move(OPEN, "probe_failed")
+                else:
+                    self._successes += 1
+                    if self._successes >= self._success_threshold:
+                        change = self._move(CLOSED, "probe_succeeded")
+        if change is not None:
+            self._announce(change)
+
+    def _move(self, new: CircuitState, reason: str, now: float | None = None) -> _Change:
+        """Enter *new* (the lock is held); return the change to announce."""
+        if now is None:
+            now = self._now()
+        old = self._state
+        self._state = new
+        self._gen += 1
+        self._changed_at = now
+        self._in_flight = 0
+        self._successes = 0
+        if new is OPEN:
+            self._free = None
+            self._open_until = now + self._open_timeout
+            self._open_reason = reason
+        elif new is HALF_OPEN:
+            self._free = None
+            self._probe_deadline = now + self._open_timeout
+        else:
+            self._clear_counts()
+            self._free = self._gen
+            self._open_reason = None
+        return (old, new, reason, now)
+
+    def _announce(self, change: _Change | None) -> None:
+        if change is not None and self._bus.wants(CircuitStateChanged):
+            old, new, reason, at = change
+            self._bus.publish(
+                CircuitStateChanged(source=self._name, at=at, old=old, new=new, reason=reason)
+            )
+
+    def _retry_after_locked(self) -> float | None:
+        if self._state is not OPEN or self._forced:
+            return None
+        return max(0.0, self._open_until - self._now())
+
+    def _closed_outcome(self, failed: bool, slow: bool) -> str | None:
+        raise NotImplementedError
+
+    def _clear_counts(self) -> None:
+        raise NotImplementedError
+
+
+class CircuitBreaker(BreakerBase):
+    """Stops calling a failing dependency, then lets a few probes find out when it is back.
+
+    A closed breaker passes calls through and counts outcomes. It trips open after
+    ``failure_threshold`` failures in a row, or when the exponentially weighted
+    failure rate (a failure moves it to ``0.9·r + 0.1``, a success to ``0.5·r``,
+    snapping to 0 under 0.01) exceeds ``failure_rate_threshold``. An open breaker
+    rejects calls with :class:`~resilio.CircuitOpenError` without running them; once
+    ``open_timeout`` has passed the next call moves it to half-open, where at most
+    ``half_open_max_calls`` probes run at once: ``success_threshold`` successes in a
+    row close it, any failure opens it again.
+
+    Use it as ``@breaker`` on a ``def`` or ``async def``, as ``with breaker:`` or
+    ``async with breaker:``, or through :meth:`call` / :meth:`call_async`.
+
+    Args:
+        name: Appears in events, errors and ``repr``.
+        failure_threshold: Consecutive failures that trip a closed breaker.
+        failure_rate_threshold: Weighted failure rate above which a closed breaker
+            trips, in (0, 1]; 1.0 turns this rule off.
+        success_threshold: Consecutive probe successes that close a half-open breaker.
+        open_timeout: Seconds an open breaker rejects calls before probing.
+        half_open_max_calls: Probes allowed at once while half-open. A probe that
+            has not reported back within ``open_timeout`` is presumed hung and its
+            slot is handed to a new probe.
+        failure_on: Exception types that count as failures; any other exception
+            counts as a success (and still propagates).
+        ignore: Exception types that count neither way (and propagate); they win
+            over ``failure_on``.
+        clock: Where time comes from (see :class:`~resilio.ManualClock` for tests).
+        bus: Where events go; the process-wide :func:`~resilio.default_bus` by default.
+
+    Cancellation, ``KeyboardInterrupt`` and other :class:`BaseException`\\ s that are
+    not :class:`Exception`\\ s count neither way and give back any probe slot.
+    """
+
+    __slots__ = ("_consecutive", "_failure_threshold", "_rate", "_rate_threshold")
+
+    def __init__(
+        self,
+        *,
+        name: str = "breaker",
+        failure_threshold: int = 5,
+        failure_rate_threshold: float = 0.5,
+        success_threshold: int = 3,
+        open_timeout: float = 30.0,
+        half_open_max_calls: int = 1,
+        failure_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+        ignore: type[BaseException] | tuple[type[BaseException], ...] = (),
+        clock: Clock = SYSTEM_CLOCK,
+        bus: EventBus | None = None,
+    ) -> None:
+        self._failure_threshold = _validate.integer("failure_threshold", failure_threshold, ge=1)
+        self._rate_threshold = _validate.number(
+            "failure_rate_threshold", failure_rate_threshold, gt=0, le=1
+        )
+        self._consecutive = 0
+        self._rate = 0.0
+        super().__init__(
+            name=name,
+            success_threshold=success_threshold,
+            open_timeout=open_timeout,
+            half_open_max_calls=half_open_max_calls,
+            failure_on=failure_on,
+            ignore=ignore,
+            clock=clock,
+            bus=bus,
+        )
+
+    def _closed_outcome(self, failed: bool, slow: bool) -> str | None:
+        if failed:
+            self._free = None
+            self._consecutive += 1
+            self._rate = rate = 0.9 * self._rate + 0.1
+            if self._consecutive >= self._failure_threshold:
+                return "consecutive_failures"
+            if rate > self._rate_threshold:
+                return "failure_rate"
+            return None
+        self._consecutive = 0
+        rate = 0.5 * self._rate
+        if rate < 0.01:
+            self._rate = 0.0
+            self._free = self._gen
+        else:
+            self._rate = rate
+        return None
+
+    def _clear_counts(self) -> None:
+        self._consecutive = 0
+        self._rate = 0.0
+
+    def snapshot(self) -> BreakerSnapshot:
+        """Return a frozen, consistent view of the breaker's state and counters."""
+        with self._lock:
+            return BreakerSnapshot(
+                name=self._name,
+                state=self._state,
+                consecutive_failures=self._consecutive,
+                consecutive_successes=self._successes,
+                failure_rate=self._rate,
+                half_open_calls=self._in_flight,
+                last_change=self._changed_at,
+                open_reason=self._open_reason,
+                retry_after=self._retry_after_locked(),
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"<CircuitBreaker {self._name!r} {self._state.value}: "
+            f"{self._consecutive} consecutive failures, failure rate {self._rate:.2f}, "
+            f"{self._in_flight}/{self._half_open_max} probes>"
+        )

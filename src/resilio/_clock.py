@@ -1,0 +1,214 @@
+"""Time, as every resilio primitive sees it.
+
+No primitive reads the real time or sleeps on its own: each takes ``clock=`` and asks
+it. :class:`SystemClock` is the real thing; :class:`ManualClock` is virtual time for
+tests, moved only by :meth:`ManualClock.advance`, so a test of a thirty-second open
+timeout or a ten-attempt retry runs instantly and the same way every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import anyio
+import anyio.lowlevel
+
+from . import _validate
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """What resilio needs from a clock: a monotonic time and two ways to sleep.
+
+    Implement these three methods to drive resilio from any time source; the
+    library ships :class:`SystemClock` and :class:`ManualClock`.
+    """
+
+    def monotonic(self) -> float:
+        """Return the current time in seconds; it never goes backwards."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Block the calling thread for *seconds*."""
+        ...
+
+    async def sleep_async(self, seconds: float) -> None:
+        """Suspend the calling task for *seconds* (asyncio or trio)."""
+        ...
+
+
+def _check_delay(seconds: float) -> None:
+    _validate.number("seconds", seconds, ge=0, finite=False)
+
+
+class SystemClock:
+    """The real clock: :func:`time.monotonic`, :func:`time.sleep` and :func:`anyio.sleep`.
+
+    It holds no state; every primitive uses one shared instance unless given another.
+    """
+
+    __slots__ = ()
+
+    monotonic = staticmethod(time.monotonic)
+
+    def sleep(self, seconds: float) -> None:
+        """Block the calling thread for *seconds* of real time."""
+        _check_delay(seconds)
+        time.sleep(seconds)
+
+    async def sleep_async(self, seconds: float) -> None:
+        """Suspend the calling task for *seconds* of real time."""
+        _check_delay(seconds)
+        await anyio.sleep(seconds)
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
+    """Return a function that schedules a callback on the running event loop from any thread."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        import trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    return loop.call_soon_threadsafe
+
+
+class AsyncWaker:
+    """A one-shot wake-up for the current task that any thread may trigger.
+
+    Strictly private: the clock and the waiting layer use it so that a sleeper can be
+    woken from the event loop's own thread (directly) or from another one (through the
+    loop's thread-safe callback queue), on asyncio and trio alike.
+    """
+
+    __slots__ = ("_call_soon", "_event", "_thread")
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+        self._thread = threading.get_ident()
+        self._call_soon = _call_soon_threadsafe()
+
+    def wake(self) -> None:
+        """Wake the waiting task; safe from any thread, idempotent."""
+        if threading.get_ident() == self._thread:
+            self._event.set()
+        else:
+            self._call_soon(self._event.set)
+
+    async def wait(self) -> None:
+        """Wait until :meth:`wake` is called."""
+        await self._event.wait()
+
+
+class ManualClock:
+    """Virtual time for tests: it moves only when you say so.
+
+    ``monotonic()`` returns the virtual time. :meth:`advance` moves it forward and wakes
+    every sleeper, sync or async, on asyncio or trio, whose deadline has come. A
+    blocking :meth:`sleep` advances the clock by itself and returns at once, so
+    single-threaded sync code such as a retry loop runs instantly and deterministically.
+    Time never goes backwards.
+
+    Args:
+        start: The virtual time to start at, in seconds.
+
+    Example:
+        >>> clock = ManualClock()
+        >>> clock.sleep(365 * 24 * 3600)  # a year passes, instantly
+        >>> clock.monotonic()
+        31536000.0
+    """
+
+    __slots__ = ("__weakref__", "_lock", "_now", "_seq", "_timers")
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = _validate.number("start", start)
+        self._lock = threading.Lock()
+        # A heap of [deadline, seq, callback]; a cancelled entry has callback None.
+        self._timers: list[list[Any]] = []
+        self._seq = itertools.count()
+
+    def monotonic(self) -> float:
+        """Return the virtual time in seconds."""
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by *seconds* and wake every sleeper now due.
+
+        Raises:
+            ValueError: if *seconds* is negative or NaN: time can't go backwards.
+        """
+        _validate.number("seconds", seconds, ge=0)
+        due: list[Callable[[], object]] = []
+        with self._lock:
+            self._now += seconds
+            timers = self._timers
+            while timers and timers[0][0] <= self._now:
+                callback = heapq.heappop(timers)[2]
+                if callback is not None:
+                    due.append(callback)
+        for callback in due:
+            callback()
+
+    def sleep(self, seconds: float) -> None:
+        """Advance the clock by *seconds* and return at once."""
+        _check_delay(seconds)
+        self.advance(seconds)
+
+    async def sleep_async(self, seconds: float) -> None:
+        """Suspend the calling task until the clock has been advanced by *seconds*."""
+        _check_delay(seconds)
+        if seconds == 0:
+            await anyio.lowlevel.checkpoint()
+            return
+        waker = AsyncWaker()
+        entry = self.schedule(self._now + seconds, waker.wake)
+        try:
+            await waker.wait()
+        finally:
+            self.cancel(entry)
+
+    def schedule(self, deadline: float, callback: Callable[[], object]) -> list[Any]:
+        """Call *callback* (from :meth:`advance`) once the time reaches *deadline*.
+
+        Returns a handle for :meth:`cancel`. A deadline already reached fires at the
+        next :meth:`advance`, even ``advance(0)``.
+        """
+        entry = [deadline, 0, callback]
+        with self._lock:
+            entry[1] = next(self._seq)
+            heapq.heappush(self._timers, entry)
+        return entry
+
+    def cancel(self, handle: list[Any]) -> None:
+        """Forget a callback registered with :meth:`schedule`; a fired one is a no-op."""
+        handle[2] = None
+
+    @property
+    def sleepers(self) -> int:
+        """How many sleepers and scheduled callbacks are waiting for the time to move."""
+        with self._lock:
+            return sum(1 for entry in self._timers if entry[2] is not None)
+
+    def __repr__(self) -> str:
+        return f"ManualClock(now={self._now!r}, sleepers={self.sleepers})"
+
+
+def check_clock(value: Any) -> Clock:
+    """Validate a ``clock=`` argument."""
+    if not isinstance(value, Clock):
+        msg = f"'clock' must provide monotonic(), sleep() and sleep_async(): {value!r}"
+        raise TypeError(msg)
+    return value

@@ -1,0 +1,64 @@
+"""The errors resilio raises itself.
+
+User exceptions are never wrapped: whatever a guarded function raises propagates as
+it was. resilio's own errors form one small tree::
+
+    ResilioError                 anything resilio raises itself
+    └── RejectedError            a call refused without running; carries retry_after
+        └── CircuitOpenError     an open (or saturated half-open) circuit breaker
+
+Every error pickles, so it crosses process boundaries intact.
+"""
+
+from __future__ import annotations
+
+
+class ResilioError(Exception):
+    """Root of every error raised by resilio itself."""
+
+
+class RejectedError(ResilioError):
+    """A primitive refused a call without running it.
+
+    Args:
+        name: The ``name`` of the primitive that refused.
+        retry_after: Seconds until trying again may succeed, or ``None`` when unknown.
+
+    Attributes:
+        name: The ``name`` of the primitive that refused.
+        retry_after: Seconds until trying again may succeed, or ``None`` when unknown.
+            A :class:`~resilio.Retry` never tries again sooner than this.
+    """
+
+    # No __init__: the arguments live in ``args`` (name, retry_after) and the message
+    # is built lazily in __str__, so creating one costs what a built-in exception
+    # costs, and it pickles by its args.
+
+    @property
+    def name(self) -> str:
+        """The ``name`` of the primitive that refused."""
+        args = self.args
+        return str(args[0]) if args else ""
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds until trying again may succeed, or ``None`` when unknown."""
+        args = self.args
+        return args[1] if len(args) > 1 else None  # type: ignore[no-any-return]
+
+    _what = "rejected the call"
+
+    def __str__(self) -> str:
+        retry_after = self.retry_after
+        hint = "" if retry_after is None else f"; retry after {retry_after:.3f}s"
+        return f"{self.name!r} {self._what}{hint}"
+
+
+class CircuitOpenError(RejectedError):
+    """A circuit breaker is open (or half-open with every probe slot taken).
+
+    ``retry_after`` is the time left until the breaker admits a probe, or ``None``
+    when it is forced open or half-open.
+    """
+
+    _what = "is open"

@@ -1,0 +1,240 @@
+"""The four ways to guard a call, written once.
+
+A primitive that guards calls implements a small permission protocol:
+
+* ``_acquire()`` takes a permit and returns a token, or raises a
+  :class:`~resilio.RejectedError`; it may block the thread when the primitive waits
+  (a rate limiter). ``_acquire_async()`` is its awaitable twin, used only when the
+  class sets ``_acquire_waits = True``; otherwise async callers use ``_acquire()``,
+  which then never blocks.
+* ``_on_success(token)`` and ``_on_error(token, exc)`` record the outcome; the
+  primitive classifies ``exc`` (an :class:`Exception`) itself.
+* ``_release(token)`` gives the permit back without an outcome. The guard calls it
+  when the call was cancelled or interrupted: any :class:`BaseException` that is not
+  an :class:`Exception` (asyncio and trio cancellation, ``KeyboardInterrupt``,
+  ``GeneratorExit``, ``SystemExit``) counts neither as success nor as failure.
+* ``_free`` is a token, or ``None``. A token there means "admission needs no permit
+  and a success changes nothing right now" (a closed breaker with a clean record),
+  so the hot path calls the function directly and only reports errors.
+
+:class:`Guard` turns that protocol into the decorator (for ``def`` and
+``async def``, signatures kept), ``with`` / ``async with`` blocks and
+``call`` / ``call_async``. Everything else in resilio, ``compose()`` included,
+builds on these same five members.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, cast
+
+from typing_extensions import Self
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# The permits held by the ``with`` blocks open in the current thread or task: a linked
+# stack of (guard, token, rest). Immutable nodes, so tasks that copied the context
+# never see each other's pushes.
+_held: ContextVar[tuple[Any, Any, Any] | None] = ContextVar("resilio_held_permits", default=None)
+
+
+def is_async_callable(fn: object) -> bool:
+    """Whether calling *fn* returns an awaitable coroutine; looks through partials."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - instances with an async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+class Guard:
+    """Base class of every primitive that guards a call; see the module docstring."""
+
+    __slots__ = ()
+
+    _acquire_waits = False
+    _free: object
+
+    # -- the protocol each primitive implements -------------------------------------
+
+    def _acquire(self) -> object:
+        raise NotImplementedError
+
+    async def _acquire_async(self) -> object:
+        return self._acquire()
+
+    def _on_success(self, token: Any) -> None:
+        raise NotImplementedError
+
+    def _on_error(self, token: Any, exc: Exception) -> None:
+        raise NotImplementedError
+
+    def _release(self, token: Any) -> None:
+        raise NotImplementedError
+
+    # -- the four forms -------------------------------------------------------------
+
+    def __call__(self, fn: Callable[P, T], /) -> Callable[P, T]:
+        """Decorate a ``def`` or an ``async def``; its signature is kept."""
+        if not callable(fn):
+            msg = f"{type(self).__name__} decorates callables, not {fn!r}"
+            raise TypeError(msg)
+        if is_async_callable(fn):
+            return cast("Callable[P, T]", self._wrap_async(fn))  # type: ignore[arg-type]
+        return self._wrap_sync(fn)
+
+    def _wrap_sync(self, fn: Callable[P, T]) -> Callable[P, T]:
+        guard = self
+        acquire = self._acquire
+        on_success = self._on_success
+        on_error = self._on_error
+        release = self._release
+
+        @functools.wraps(fn)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+            token = guard._free
+            if token is None:
+                token = acquire()
+                try:
+                    result = fn(*args, **kwargs)
+                except Exception as exc:
+                    on_error(token, exc)
+                    raise
+                except BaseException:
+                    release(token)
+                    raise
+                on_success(token)
+                return result
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                on_error(token, exc)
+                raise
+
+        return guarded
+
+    def _wrap_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        guard = self
+        acquire = self._acquire
+        acquire_async = self._acquire_async if self._acquire_waits else None
+        on_success = self._on_success
+        on_error = self._on_error
+        release = self._release
+
+        @functools.wraps(fn)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+            token = guard._free
+            if token is None:
+                token = acquire() if acquire_async is None else await acquire_async()
+                try:
+                    result = await fn(*args, **kwargs)
+                except Exception as exc:
+                    on_error(token, exc)
+                    raise
+                except BaseException:
+                    release(token)
+                    raise
+                on_success(token)
+                return result
+            try:
+                return await fn(*args, **kwargs)
+            except Exception as exc:
+                on_error(token, exc)
+                raise
+
+        return guarded
+
+    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call ``fn(*args, **kwargs)`` under this guard and return its result."""
+        token = self._free
+        if token is None:
+            token = self._acquire()
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            self._on_error(token, exc)
+            raise
+        except BaseException:
+            self._release(token)
+            raise
+        self._on_success(token)
+        return result
+
+    async def call_async(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Await ``fn(*args, **kwargs)`` under this guard and return its result."""
+        token = self._free
+        if token is None:
+            token = await self._acquire_async() if self._acquire_waits else self._acquire()
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            self._on_error(token, exc)
+            raise
+        except BaseException:
+            self._release(token)
+            raise
+        self._on_success(token)
+        return result
+
+    def __enter__(self) -> Self:
+        token = self._free
+        if token is None:
+            token = self._acquire()
+        _held.set((self, token, _held.get()))
+        return self
+
+    async def __aenter__(self) -> Self:
+        token = self._free
+        if token is None:
+            token = await self._acquire_async() if self._acquire_waits else self._acquire()
+        _held.set((self, token, _held.get()))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token = self._pop_token()
+        if exc is None:
+            self._on_success(token)
+        elif isinstance(exc, Exception):
+            self._on_error(token, exc)
+        else:
+            self._release(token)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def _pop_token(self) -> Any:
+        node = _held.get()
+        if node is not None and node[0] is self:
+            _held.set(node[2])
+            return node[1]
+        # Blocks exited out of order (a generator suspended inside one): unlink ours.
+        skipped = []
+        while node is not None and node[0] is not self:
+            skipped.append(node)
+            node = node[2]
+        if node is None:
+            msg = f"{self!r}: leaving a block that this thread or task did not enter"
+            raise RuntimeError(msg)
+        token, rest = node[1], node[2]
+        for guard, other, _ in reversed(skipped):
+            rest = (guard, other, rest)
+        _held.set(rest)
+        return token

@@ -1,0 +1,297 @@
+"""A circuit breaker that judges the last N calls, or the last T seconds, by rate.
+
+The window is pre-aggregated, as in resilience4j: a count-based window is a ring of
+one-byte outcomes plus running totals; a time-based window is a ring of buckets, each
+holding the totals for one slice of the window, plus running totals. Recording an
+outcome subtracts whatever falls out of the window and adds the new one, so each
+outcome costs O(1) and the memory is fixed at construction, whatever the call rate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from . import _validate
+from ._breaker import BreakerBase, CircuitState
+from ._clock import SYSTEM_CLOCK, Clock
+from ._events import EventBus
+
+_FAILED = 1
+_SLOW = 2
+
+
+@attrs.frozen(kw_only=True)
+class WindowSnapshot:
+    """A consistent, frozen view of a :class:`SlidingWindowBreaker` at one instant.
+
+    Attributes:
+        name: The breaker's name.
+        state: Its state.
+        calls: Outcomes in the window now.
+        failed_calls: Failures among them.
+        slow_calls: Slow calls among them (failed or not).
+        failure_rate: ``failed_calls / calls`` (0 when the window is empty).
+        slow_call_rate: ``slow_calls / calls`` (0 when the window is empty).
+        consecutive_successes: Successful probes in a row while half-open.
+        half_open_calls: Probe calls running now.
+        last_change: Clock time of the last state change.
+        open_reason: Why it last opened, or ``None`` when closed.
+        retry_after: Seconds until an open breaker admits a probe; ``None`` unless it
+            is open with a timeout running.
+    """
+
+    name: str
+    state: CircuitState
+    calls: int
+    failed_calls: int
+    slow_calls: int
+    failure_rate: float
+    slow_call_rate: float
+    consecutive_successes: int
+    half_open_calls: int
+    last_change: float
+    open_reason: str | None
+    retry_after: float | None
+
+
+class SlidingWindowBreaker(BreakerBase):
+    """A circuit breaker that trips on the failure rate over a sliding window.
+
+    While closed it keeps the outcomes of the last ``window_size`` calls, or of the
+    last ``window_duration`` seconds when that is given. Once at least ``min_calls``
+    outcomes are in the window it trips open when the failure rate, or the rate of
+    calls slower than ``slow_call_duration``, is at or above its threshold. Closing
+    starts an empty window. Open and half-open behave as in
+    :class:`~resilio.CircuitBreaker`; while half-open a slow probe counts as a failed
+    one.
+
+    A time-based window is kept as 10 buckets of ``window_duration / 10`` seconds,
+    so outcomes leave it a bucket at a time.
+
+    Args:
+        name: Appears in events, errors and ``repr``.
+        window_size: Calls in a count-based window (ignored when ``window_duration``
+            is given).
+        window_duration: Seconds in a time-based window, or ``None`` for a
+            count-based one.
+        min_calls: Outcomes needed in the window before it can trip.
+        failure_rate_threshold: Failure rate, in (0, 1], at or above which it trips.
+        slow_call_duration: Seconds after which a call counts as slow, or ``None`` to
+            not measure durations.
+        slow_call_rate_threshold: Slow-call rate, in (0, 1], at or above which it trips.
+        success_threshold: Consecutive probe successes that close a half-open breaker.
+        open_timeout: Seconds an open breaker rejects calls before probing.
+        half_open_max_calls: Probes allowed at once while half-open.
+        failure_on: Exception types that count as failures; others count as successes.
+        ignore: Exception types that count neither way; they win over ``failure_on``.
+        clock: Where time comes from.
+        bus: Where events go; the process-wide :func:`~resilio.default_bus` by default.
+    """
+
+    BUCKETS = 10
+    """Buckets a time-based window is divided into."""
+
+    __slots__ = (
+        "_calls",
+        "_failures",
+        "_head",
+        "_min_calls",
+        "_rate_threshold",
+        "_ring",
+        "_ring_calls",
+        "_ring_failures",
+        "_ring_slows",
+        "_slow_after",
+        "_slow_threshold",
+        "_slows",
+        "_width",
+        "_window_duration",
+        "_window_size",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str = "sliding-breaker",
+        window_size: int = 100,
+        window_duration: float | None = None,
+        min_calls: int = 20,
+        failure_rate_threshold: float = 0.5,
+        slow_call_duration: float | None = None,
+        slow_call_rate_threshold: float = 1.0,
+        success_threshold: int = 3,
+        open_timeout: float = 30.0,
+        half_open_max_calls: int = 1,
+        failure_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+        ignore: type[BaseException] | tuple[type[BaseException], ...] = (),
+        clock: Clock = SYSTEM_CLOCK,
+        bus: EventBus | None = None,
+    ) -> None:
+        self._window_size = _validate.integer("window_size", window_size, ge=1)
+        self._window_duration = _validate.optional_number(
+            "window_duration", window_duration, gt=0
+        )
+        self._min_calls = _validate.integer("min_calls", min_calls, ge=1)
+        if window_duration is None and min_calls > window_size:
+            msg = f"'min_calls' must be <= window_size ({window_size}): {min_calls!r}"
+            raise ValueError(msg)
+        self._rate_threshold = _validate.number(
+            "failure_rate_threshold", failure_rate_threshold, gt=0, le=1
+        )
+        self._slow_after = _validate.optional_number(
+            "slow_call_duration", slow_call_duration, gt=0
+        )
+        self._slow_threshold = _validate.number(
+            "slow_call_rate_threshold", slow_call_rate_threshold, gt=0, le=1
+        )
+        super().__init__(
+            name=name,
+            success_threshold=success_threshold,
+            open_timeout=open_timeout,
+            half_open_max_calls=half_open_max_calls,
+            failure_on=failure_on,
+            ignore=ignore,
+            clock=clock,
+            bus=bus,
+        )
+        self._free = None  # every outcome is recorded
+        if self._window_duration is None:
+            self._width = 0.0
+            self._ring = bytearray(self._window_size)
+        else:
+            self._width = self._window_duration / self.BUCKETS
+            self._ring_calls = [0] * self.BUCKETS
+            self._ring_failures = [0] * self.BUCKETS
+            self._ring_slows = [0] * self.BUCKETS
+        self._clear_counts()
+
+    # -- guard protocol: carry the start time when durations matter ----------------
+
+    def _acquire(self) -> Any:
+        gen = super()._acquire()
+        if self._slow_after is None:
+            return gen
+        return (gen, self._now())
+
+    def _on_success(self, token: Any) -> None:
+        if self._slow_after is None:
+            self._record(token, failed=False)
+        else:
+            gen, start = token
+            self._record(gen, failed=False, slow=self._now() - start >= self._slow_after)
+
+    def _on_error(self, token: Any, exc: Exception) -> None:
+        if isinstance(exc, self._ignore):
+            self._release(token)
+            return
+        failed = isinstance(exc, self._failure_on)
+        if self._slow_after is None:
+            self._record(token, failed=failed)
+        else:
+            gen, start = token
+            self._record(gen, failed=failed, slow=self._now() - start >= self._slow_after)
+
+    def _release(self, token: Any) -> None:
+        super()._release(token if self._slow_after is None else token[0])
+
+    # -- the window -----------------------------------------------------------------
+
+    def _closed_outcome(self, failed: bool, slow: bool) -> str | None:
+        if self._width:
+            self._record_in_time(failed, slow)
+        else:
+            code = (_FAILED if failed else 0) | (_SLOW if slow else 0)
+            ring = self._ring
+            head = self._head
+            if self._calls == self._window_size:
+                old = ring[head]
+                self._failures -= old & _FAILED
+                self._slows -= old >> 1
+            else:
+                self._calls += 1
+            ring[head] = code
+            self._failures += failed
+            self._slows += slow
+            self._head = head + 1 if head + 1 < self._window_size else 0
+        calls = self._calls
+        if calls < self._min_calls:
+            return None
+        if self._failures / calls >= self._rate_threshold:
+            return "failure_rate"
+        if self._slow_after is not None and self._slows / calls >= self._slow_threshold:
+            return "slow_call_rate"
+        return None
+
+    def _record_in_time(self, failed: bool, slow: bool) -> None:
+        self._expire(int(self._now() // self._width))
+        index = self._head % self.BUCKETS
+        self._ring_calls[index] += 1
+        self._calls += 1
+        if failed:
+            self._ring_failures[index] += 1
+            self._failures += 1
+        if slow:
+            self._ring_slows[index] += 1
+            self._slows += 1
+
+    def _expire(self, epoch: int) -> None:
+        """Move the head bucket to *epoch*, dropping the buckets that fall out."""
+        passed = epoch - self._head
+        if passed <= 0:
+            return
+        if passed >= self.BUCKETS:
+            self._clear_counts()
+        else:
+            calls, failures, slows = self._ring_calls, self._ring_failures, self._ring_slows
+            for step in range(1, passed + 1):
+                index = (self._head + step) % self.BUCKETS
+                self._calls -= calls[index]
+                self._failures -= failures[index]
+                self._slows -= slows[index]
+                calls[index] = failures[index] = slows[index] = 0
+        self._head = epoch
+
+    def _clear_counts(self) -> None:
+        self._calls = self._failures = self._slows = 0
+        if self._width:
+            for ring in (self._ring_calls, self._ring_failures, self._ring_slows):
+                ring[:] = [0] * self.BUCKETS
+            self._head = int(self._now() // self._width)
+        else:
+            self._head = 0
+
+    def snapshot(self) -> WindowSnapshot:
+        """Return a frozen, consistent view of the breaker's state and its window."""
+        with self._lock:
+            if self._width and self._state is CircuitState.CLOSED:
+                self._expire(int(self._now() // self._width))
+            calls = self._calls
+            return WindowSnapshot(
+                name=self._name,
+                state=self._state,
+                calls=calls,
+                failed_calls=self._failures,
+                slow_calls=self._slows,
+                failure_rate=self._failures / calls if calls else 0.0,
+                slow_call_rate=self._slows / calls if calls else 0.0,
+                consecutive_successes=self._successes,
+                half_open_calls=self._in_flight,
+                last_change=self._changed_at,
+                open_reason=self._open_reason,
+                retry_after=self._retry_after_locked(),
+            )
+
+    def __repr__(self) -> str:
+        calls = self._calls
+        rate = self._failures / calls if calls else 0.0
+        window = (
+            f"{self._window_size} calls"
+            if self._window_duration is None
+            else f"{self._window_duration:g}s"
+        )
+        return (
+            f"<SlidingWindowBreaker {self._name!r} {self._state.value}: "
+            f"{calls} calls in a {window} window, failure rate {rate:.2f}>"
+        )

@@ -1,0 +1,90 @@
+"""Construction-time checks that name the parameter the user typed and the value.
+
+Every primitive validates its configuration once, when it is built, with these
+helpers, so a bad value fails loudly and early (``'open_timeout' must be > 0: nan``)
+instead of surfacing later on a hot path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def number(name: str, value: Any, *, gt: float | None = None, ge: float | None = None,
+           le: float | None = None, finite: bool = True) -> float:
+    """Check that *value* is a real number within bounds; return it as a float."""
+    if not _is_number(value):
+        msg = f"{name!r} must be a number, not {type(value).__name__}: {value!r}"
+        raise TypeError(msg)
+    if math.isnan(value):
+        msg = f"{name!r} must not be NaN: {value!r}"
+        raise ValueError(msg)
+    if finite and math.isinf(value):
+        msg = f"{name!r} must be finite: {value!r}"
+        raise ValueError(msg)
+    if gt is not None and not value > gt:
+        msg = f"{name!r} must be > {gt:g}: {value!r}"
+        raise ValueError(msg)
+    if ge is not None and not value >= ge:
+        msg = f"{name!r} must be >= {ge:g}: {value!r}"
+        raise ValueError(msg)
+    if le is not None and not value <= le:
+        msg = f"{name!r} must be <= {le:g}: {value!r}"
+        raise ValueError(msg)
+    return float(value)
+
+
+def optional_number(name: str, value: Any, **bounds: Any) -> float | None:
+    """Like :func:`number`, but ``None`` passes through."""
+    return None if value is None else number(name, value, **bounds)
+
+
+def integer(name: str, value: Any, *, ge: int) -> int:
+    """Check that *value* is an ``int`` (not a bool) and at least *ge*."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        msg = f"{name!r} must be an int, not {type(value).__name__}: {value!r}"
+        raise TypeError(msg)
+    if value < ge:
+        msg = f"{name!r} must be >= {ge}: {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def exception_types(name: str, value: Any) -> tuple[type[BaseException], ...]:
+    """Accept one exception class or an iterable of them; return a tuple."""
+    items = (value,) if isinstance(value, type) else value
+    try:
+        result = tuple(items)
+    except TypeError:
+        msg = f"{name!r} must be an exception type or a tuple of them: {value!r}"
+        raise TypeError(msg) from None
+    for item in result:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            msg = f"{name!r} must contain only exception types: {item!r}"
+            raise TypeError(msg)
+    return result
+
+
+def text(name: str, value: Any) -> str:
+    """Check that *value* is a non-empty string."""
+    if not isinstance(value, str):
+        msg = f"{name!r} must be a str, not {type(value).__name__}: {value!r}"
+        raise TypeError(msg)
+    if not value:
+        msg = f"{name!r} must not be empty"
+        raise ValueError(msg)
+    return value
+
+
+def callable_(name: str, value: Any) -> Callable[..., Any]:
+    """Check that *value* is callable."""
+    if not callable(value):
+        msg = f"{name!r} must be callable: {value!r}"
+        raise TypeError(msg)
+    return value  # type: ignore[no-any-return]
