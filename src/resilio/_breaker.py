@@ -100,6 +100,7 @@ class BreakerBase(Guard):
         "_failure_on",
         "_forced",
         "_free",
+        "_free_in_closed",
         "_gen",
         "_half_open_max",
         "_ignore",
@@ -141,6 +142,7 @@ class BreakerBase(Guard):
         self._state = CLOSED
         self._gen = 0
         self._free: int | None = 0
+        self._free_in_closed = True
         self._forced = False
         self._in_flight = 0
         self._successes = 0
@@ -188,7 +190,7 @@ class BreakerBase(Guard):
             if self._state is CLOSED:
                 self._gen += 1
                 self._clear_counts()
-                self._free = self._gen
+                self._free = self._gen if self._free_in_closed else None
                 change = None
             else:
                 change = self._move(CLOSED, "reset")
@@ -255,14 +257,19 @@ class BreakerBase(Guard):
             return gen
         now = self._now()
         if state is OPEN and (self._forced or now < self._open_until):
-            # The common rejection, decided without the lock: a racing reset or
-            # timeout only means this call is ordered just before it.
-            return self._reject(OPEN, None if self._forced else self._open_until - now, now)
+            # The common rejection, decided without the lock (a racing reset or
+            # timeout only orders this call just before it) and raised right here:
+            # every frame an exception crosses costs as much as raising it.
+            retry_after = None if self._forced else self._open_until - now
+            if self._bus._routes.get(CallRejected, True):
+                self._publish_rejected(OPEN, retry_after, now)
+            raise CircuitOpenError(self._name, retry_after)
         with self._lock:
             token, change, rejection = self._admit_locked()
         self._announce(change)
         if rejection is not None:
-            return self._reject(*rejection)
+            self._publish_rejected(*rejection)
+            raise CircuitOpenError(self._name, rejection[1])
         return token
 
     def _admit_locked(
@@ -291,13 +298,14 @@ class BreakerBase(Guard):
         self._probe_deadline = now + self._open_timeout
         return self._gen, change, None
 
-    def _reject(self, state: CircuitState, retry_after: float | None, now: float) -> Any:
+    def _publish_rejected(
+        self, state: CircuitState, retry_after: float | None, now: float
+    ) -> None:
         bus = self._bus
         if bus.wants(CallRejected):
             bus.publish(
                 CallRejected(source=self._name, at=now, state=state, retry_after=retry_after)
             )
-        raise CircuitOpenError(self._name, retry_after)
 
     def _on_success(self, token: Any) -> None:
         self._record(token, failed=False)
@@ -316,11 +324,13 @@ class BreakerBase(Guard):
     # -- state machine --------------------------------------------------------------
 
     def _record(self, token: Any, *, failed: bool, slow: bool = False, probe: bool = True) -> None:
-        with self._lock:
+        change = None
+        lock = self._lock
+        lock.acquire()  # explicit acquire/release: ``with lock`` costs twice as much
+        try:
             if token != self._gen:
                 return  # admitted under a state that has since ended
             state = self._state
-            change = None
             if state is CLOSED:
                 reason = self._closed_outcome(failed, slow)
                 if reason is not None:
@@ -334,6 +344,8 @@ class BreakerBase(Guard):
                     self._successes += 1
                     if self._successes >= self._success_threshold:
                         change = self._move(CLOSED, "probe_succeeded")
+        finally:
+            lock.release()
         if change is not None:
             self._announce(change)
 
@@ -356,7 +368,7 @@ class BreakerBase(Guard):
             self._probe_deadline = now + self._open_timeout
         else:
             self._clear_counts()
-            self._free = self._gen
+            self._free = self._gen if self._free_in_closed else None
             self._open_reason = None
         return (old, new, reason, now)
 
@@ -416,6 +428,8 @@ class CircuitBreaker(BreakerBase):
     """
 
     __slots__ = ("_consecutive", "_failure_threshold", "_rate", "_rate_threshold")
+
+    _free_success = False  # closed and clean: a success changes nothing
 
     def __init__(
         self,

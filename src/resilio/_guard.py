@@ -14,8 +14,9 @@ A primitive that guards calls implements a small permission protocol:
   an :class:`Exception` (asyncio and trio cancellation, ``KeyboardInterrupt``,
   ``GeneratorExit``, ``SystemExit``) counts neither as success nor as failure.
 * ``_free`` is a token, or ``None``. A token there means "admission needs no permit
-  and a success changes nothing right now" (a closed breaker with a clean record),
-  so the hot path calls the function directly and only reports errors.
+  right now" (a closed breaker), so the hot path skips ``_acquire()``. When the
+  class also sets ``_free_success = False`` a success on that path changes nothing
+  (a closed breaker with a clean record) and is not reported either.
 
 :class:`Guard` turns that protocol into the decorator (for ``def`` and
 ``async def``, signatures kept), ``with`` / ``async with`` blocks and
@@ -59,6 +60,7 @@ class Guard:
     __slots__ = ()
 
     _acquire_waits = False
+    _free_success = True
     _free: object
 
     # -- the protocol each primitive implements -------------------------------------
@@ -96,8 +98,28 @@ class Guard:
         on_error = self._on_error
         release = self._release
 
+        if self._free_success:
+
+            @functools.wraps(fn)
+            def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+                token = guard._free
+                if token is None:
+                    token = acquire()
+                try:
+                    result = fn(*args, **kwargs)
+                except Exception as exc:
+                    on_error(token, exc)
+                    raise
+                except BaseException:
+                    release(token)
+                    raise
+                on_success(token)
+                return result
+
+            return guarded
+
         @functools.wraps(fn)
-        def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        def guarded_quiet(*args: P.args, **kwargs: P.kwargs) -> T:
             token = guard._free
             if token is None:
                 token = acquire()
@@ -117,7 +139,7 @@ class Guard:
                 on_error(token, exc)
                 raise
 
-        return guarded
+        return guarded_quiet
 
     def _wrap_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         guard = self
@@ -127,8 +149,28 @@ class Guard:
         on_error = self._on_error
         release = self._release
 
+        if self._free_success:
+
+            @functools.wraps(fn)
+            async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+                token = guard._free
+                if token is None:
+                    token = acquire() if acquire_async is None else await acquire_async()
+                try:
+                    result = await fn(*args, **kwargs)
+                except Exception as exc:
+                    on_error(token, exc)
+                    raise
+                except BaseException:
+                    release(token)
+                    raise
+                on_success(token)
+                return result
+
+            return guarded
+
         @functools.wraps(fn)
-        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        async def guarded_quiet(*args: P.args, **kwargs: P.kwargs) -> T:
             token = guard._free
             if token is None:
                 token = acquire() if acquire_async is None else await acquire_async()
@@ -148,7 +190,7 @@ class Guard:
                 on_error(token, exc)
                 raise
 
-        return guarded
+        return guarded_quiet
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)`` under this guard and return its result."""

@@ -14,12 +14,16 @@ from typing import Any
 import attrs
 
 from . import _validate
-from ._breaker import BreakerBase, CircuitState
+from ._breaker import CLOSED, BreakerBase, CircuitState
 from ._clock import SYSTEM_CLOCK, Clock
 from ._events import EventBus
 
-_FAILED = 1
-_SLOW = 2
+# One byte per call in a count-based window: bit 0 "a call", bit 1 "failed",
+# bit 2 "slow"; 0 is an empty slot. The window keeps a count per code.
+_CALL = 1
+_FAILED = 2
+_SLOW = 4
+_SUCCESS = bytes([_CALL])
 
 
 @attrs.frozen(kw_only=True)
@@ -95,9 +99,12 @@ class SlidingWindowBreaker(BreakerBase):
 
     __slots__ = (
         "_calls",
+        "_counted",
+        "_counts",
         "_failures",
         "_head",
         "_min_calls",
+        "_pending",
         "_rate_threshold",
         "_ring",
         "_ring_calls",
@@ -156,10 +163,15 @@ class SlidingWindowBreaker(BreakerBase):
             clock=clock,
             bus=bus,
         )
-        self._free = None  # every outcome is recorded
+        # Without slow-call tracking a closed breaker needs no start time, so calls
+        # skip _acquire(); their outcomes are still recorded (_free_success).
+        self._free_in_closed = self._slow_after is None
+        self._free = 0 if self._free_in_closed else None
+        self._counted = self._window_duration is None and self._slow_after is None
         if self._window_duration is None:
             self._width = 0.0
             self._ring = bytearray(self._window_size)
+            self._counts = [0] * 8
         else:
             self._width = self._window_duration / self.BUCKETS
             self._ring_calls = [0] * self.BUCKETS
@@ -170,23 +182,35 @@ class SlidingWindowBreaker(BreakerBase):
     # -- guard protocol: carry the start time when durations matter ----------------
 
     def _acquire(self) -> Any:
-        gen = super()._acquire()
+        gen = BreakerBase._acquire(self)
         if self._slow_after is None:
             return gen
         return (gen, self._now())
 
     def _on_success(self, token: Any) -> None:
-        if self._slow_after is None:
-            self._record(token, failed=False)
-        else:
-            gen, start = token
-            self._record(gen, failed=False, slow=self._now() - start >= self._slow_after)
+        if self._counted:
+            # The hot path: a success in a closed count-based window only bumps a
+            # counter; the successes are written into the ring in one C-speed
+            # slice (_fold) before the window is next read, and since nothing
+            # else happened in between, they land in the order they happened.
+            # (Explicit acquire/release: ``with lock`` costs twice as much.)
+            lock = self._lock
+            lock.acquire()
+            try:
+                if token == self._gen and self._state is CLOSED:
+                    self._pending += 1
+                    return
+            finally:
+                lock.release()
+        self._outcome(token, failed=False)
 
     def _on_error(self, token: Any, exc: Exception) -> None:
         if isinstance(exc, self._ignore):
             self._release(token)
-            return
-        failed = isinstance(exc, self._failure_on)
+        else:
+            self._outcome(token, failed=isinstance(exc, self._failure_on))
+
+    def _outcome(self, token: Any, *, failed: bool) -> None:
         if self._slow_after is None:
             self._record(token, failed=failed)
         else:
@@ -194,47 +218,79 @@ class SlidingWindowBreaker(BreakerBase):
             self._record(gen, failed=failed, slow=self._now() - start >= self._slow_after)
 
     def _release(self, token: Any) -> None:
-        super()._release(token if self._slow_after is None else token[0])
+        BreakerBase._release(self, token if self._slow_after is None else token[0])
 
     # -- the window -----------------------------------------------------------------
 
     def _closed_outcome(self, failed: bool, slow: bool) -> str | None:
         if self._width:
-            self._record_in_time(failed, slow)
+            self._expire(int(self._now() // self._width))
+            index = self._head % self.BUCKETS
+            self._ring_calls[index] += 1
+            self._calls += 1
+            if failed:
+                self._ring_failures[index] += 1
+                self._failures += 1
+            if slow:
+                self._ring_slows[index] += 1
+                self._slows += 1
         else:
-            code = (_FAILED if failed else 0) | (_SLOW if slow else 0)
+            self._fold()
+            code = _CALL | (_FAILED if failed else 0) | (_SLOW if slow else 0)
             ring = self._ring
             head = self._head
-            if self._calls == self._window_size:
-                old = ring[head]
-                self._failures -= old & _FAILED
-                self._slows -= old >> 1
-            else:
-                self._calls += 1
+            counts = self._counts
+            counts[ring[head]] -= 1
             ring[head] = code
-            self._failures += failed
-            self._slows += slow
-            self._head = head + 1 if head + 1 < self._window_size else 0
-        calls = self._calls
+            counts[code] += 1
+            head += 1
+            self._head = 0 if head == self._window_size else head
+        calls, failures, slows = self._totals()
         if calls < self._min_calls:
             return None
-        if self._failures / calls >= self._rate_threshold:
+        if failures / calls >= self._rate_threshold:
             return "failure_rate"
-        if self._slow_after is not None and self._slows / calls >= self._slow_threshold:
+        if self._slow_after is not None and slows / calls >= self._slow_threshold:
             return "slow_call_rate"
         return None
 
-    def _record_in_time(self, failed: bool, slow: bool) -> None:
-        self._expire(int(self._now() // self._width))
-        index = self._head % self.BUCKETS
-        self._ring_calls[index] += 1
-        self._calls += 1
-        if failed:
-            self._ring_failures[index] += 1
-            self._failures += 1
-        if slow:
-            self._ring_slows[index] += 1
-            self._slows += 1
+    def _totals(self) -> tuple[int, int, int]:
+        """Calls, failures and slow calls in the window (lock held)."""
+        if self._width:
+            return self._calls, self._failures, self._slows
+        self._fold()
+        counts = self._counts
+        failed, slow, both = _CALL | _FAILED, _CALL | _SLOW, _CALL | _FAILED | _SLOW
+        return (
+            self._window_size - counts[0],
+            counts[failed] + counts[both],
+            counts[slow] + counts[both],
+        )
+
+    def _fold(self) -> None:
+        """Write the successes counted by the hot path into the ring (lock held)."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = 0
+        size = self._window_size
+        ring = self._ring
+        counts = self._counts
+        if pending >= size:
+            ring[:] = _SUCCESS * size
+            counts[:] = [0] * 8
+            counts[_CALL] = size
+            return
+        head = self._head
+        end = head + pending
+        spans = [(head, end)] if end <= size else [(head, size), (0, end - size)]
+        for start, stop in spans:
+            evicted = ring[start:stop]
+            for code in range(8):
+                counts[code] -= evicted.count(code)
+            ring[start:stop] = _SUCCESS * (stop - start)
+        counts[_CALL] += pending
+        self._head = end % size
 
     def _expire(self, epoch: int) -> None:
         """Move the head bucket to *epoch*, dropping the buckets that fall out."""
@@ -254,12 +310,15 @@ class SlidingWindowBreaker(BreakerBase):
         self._head = epoch
 
     def _clear_counts(self) -> None:
-        self._calls = self._failures = self._slows = 0
+        self._calls = self._failures = self._slows = self._pending = 0
         if self._width:
             for ring in (self._ring_calls, self._ring_failures, self._ring_slows):
                 ring[:] = [0] * self.BUCKETS
             self._head = int(self._now() // self._width)
         else:
+            self._ring[:] = bytes(self._window_size)
+            self._counts[:] = [0] * 8
+            self._counts[0] = self._window_size
             self._head = 0
 
     def snapshot(self) -> WindowSnapshot:
@@ -267,15 +326,15 @@ class SlidingWindowBreaker(BreakerBase):
         with self._lock:
             if self._width and self._state is CircuitState.CLOSED:
                 self._expire(int(self._now() // self._width))
-            calls = self._calls
+            calls, failures, slows = self._totals()
             return WindowSnapshot(
                 name=self._name,
                 state=self._state,
                 calls=calls,
-                failed_calls=self._failures,
-                slow_calls=self._slows,
-                failure_rate=self._failures / calls if calls else 0.0,
-                slow_call_rate=self._slows / calls if calls else 0.0,
+                failed_calls=failures,
+                slow_calls=slows,
+                failure_rate=failures / calls if calls else 0.0,
+                slow_call_rate=slows / calls if calls else 0.0,
                 consecutive_successes=self._successes,
                 half_open_calls=self._in_flight,
                 last_change=self._changed_at,
@@ -284,8 +343,9 @@ class SlidingWindowBreaker(BreakerBase):
             )
 
     def __repr__(self) -> str:
-        calls = self._calls
-        rate = self._failures / calls if calls else 0.0
+        with self._lock:
+            calls, failures, _ = self._totals()
+        rate = failures / calls if calls else 0.0
         window = (
             f"{self._window_size} calls"
             if self._window_duration is None

@@ -1,0 +1,149 @@
+"""Side-by-side timing: resilio and its peers measured in one process run.
+
+Every case in a group is timed in the same run, interleaved: each repeat runs every
+case once, in a rotated order, and the *added* cost of a case is its time minus the
+group's baseline in that same repeat. The median over repeats is reported, and the
+ratio of resilio's added cost to each peer's, so a machine whose speed drifts during
+the run (they do, by 1.5x and more) still gives comparable numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Case:
+    """One thing to time: a zero-argument callable (sync) or coroutine function (async)."""
+
+    name: str
+    fn: Callable[[], object]
+    role: str = "peer"  # "baseline", "resilio" or "peer"
+
+
+@dataclass
+class Target:
+    """A goal: resilio's added cost over `peer`'s added cost must be <= `ratio`."""
+
+    resilio: str
+    peer: str
+    ratio: float
+
+
+@dataclass
+class Result:
+    """Medians per case, in seconds per call, plus per-repeat added costs."""
+
+    title: str
+    per_call: dict[str, float]
+    added: dict[str, float]
+    targets: list[tuple[Target, float, bool]] = field(default_factory=list)
+
+
+def _time_sync(fn: Callable[[], object], number: int) -> float:
+    loop = range(number)
+    start = time.perf_counter()
+    for _ in loop:
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+async def _time_async(fn: Callable[[], Awaitable[object]], number: int) -> float:
+    loop = range(number)
+    start = time.perf_counter()
+    for _ in loop:
+        await fn()
+    return (time.perf_counter() - start) / number
+
+
+def _calibrate(timer: Callable[[int], float], budget: float) -> int:
+    number = 100
+    while True:
+        took = timer(number) * number
+        if took >= budget / 4 or number >= 10_000_000:
+            return max(100, int(number * budget / max(took, 1e-9)))
+        number *= 4
+
+
+def _collect(
+    title: str,
+    cases: Sequence[Case],
+    timer: Callable[[Case, int], float],
+    repeats: int,
+    budget: float,
+) -> Result:
+    baseline = next(c for c in cases if c.role == "baseline")
+    numbers = {c.name: _calibrate(lambda n, c=c: timer(c, n), budget) for c in cases}
+    samples: dict[str, list[float]] = {c.name: [] for c in cases}
+    added: dict[str, list[float]] = {c.name: [] for c in cases}
+    order = list(cases)
+    for r in range(repeats):
+        rotated = order[r % len(order) :] + order[: r % len(order)]
+        times = {c.name: timer(c, numbers[c.name]) for c in rotated}
+        for name, t in times.items():
+            samples[name].append(t)
+            added[name].append(t - times[baseline.name])
+    return Result(
+        title=title,
+        per_call={k: statistics.median(v) for k, v in samples.items()},
+        added={k: statistics.median(v) for k, v in added.items()},
+    )
+
+
+def run_sync(
+    title: str, cases: Sequence[Case], *, repeats: int = 15, budget: float = 0.05
+) -> Result:
+    """Time sync cases side by side; see the module docstring."""
+    return _collect(title, cases, lambda c, n: _time_sync(c.fn, n), repeats, budget)
+
+
+def run_async(
+    title: str, cases: Sequence[Case], *, repeats: int = 15, budget: float = 0.05
+) -> Result:
+    """Time async cases side by side on one asyncio event loop."""
+    loop = asyncio.new_event_loop()
+    try:
+        return _collect(
+            title,
+            cases,
+            lambda c, n: loop.run_until_complete(_time_async(c.fn, n)),  # type: ignore[arg-type]
+            repeats,
+            budget,
+        )
+    finally:
+        loop.close()
+
+
+def check(result: Result, targets: Sequence[Target]) -> Result:
+    """Evaluate targets (ratio of added costs) against a result."""
+    for target in targets:
+        ratio = result.added[target.resilio] / result.added[target.peer]
+        result.targets.append((target, ratio, ratio <= target.ratio))
+    return result
+
+
+def report(result: Result, *, out: object = None) -> None:
+    """Print a result as a small table: per call, added, ratio of resilio to each case."""
+    write = (out or sys.stdout).write  # type: ignore[attr-defined]
+    resilio = [name for name in result.added if name.startswith("resilio")]
+    write(f"\n## {result.title}\n\n")
+    write(f"| case | per call | added | {' | '.join(f'{r} ÷ this' for r in resilio)} |\n")
+    write(f"|---|---:|---:|{'---:|' * len(resilio)}\n")
+    for name, per_call in result.per_call.items():
+        added = result.added[name]
+        ratios = []
+        for r in resilio:
+            ratios.append(f"{result.added[r] / added:.2f}×" if added > 0 else "—")
+        write(f"| {name} | {per_call * 1e9:,.0f} ns | {added * 1e9:,.0f} ns | {' | '.join(ratios)} |\n")
+    for target, ratio, ok in result.targets:
+        verdict = "met" if ok else "MISSED"
+        write(
+            f"\ntarget: {target.resilio} ≤ {target.ratio}× {target.peer} "
+            f"(added cost): measured {ratio:.3f}× — {verdict}"
+        )
+    write("\n")
