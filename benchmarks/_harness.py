@@ -136,10 +136,10 @@ def report(result: Result, *, out: object = None) -> None:
     write(f"|---|---:|---:|{'---:|' * len(resilio)}\n")
     for name, per_call in result.per_call.items():
         added = result.added[name]
-        ratios = []
-        for r in resilio:
-            ratios.append(f"{result.added[r] / added:.2f}×" if added > 0 else "—")
-        write(f"| {name} | {per_call * 1e9:,.0f} ns | {added * 1e9:,.0f} ns | {' | '.join(ratios)} |\n")
+        ratios = " | ".join(
+            f"{result.added[r] / added:.2f}×" if added > 0 else "—" for r in resilio
+        )
+        write(f"| {name} | {per_call * 1e9:,.0f} ns | {added * 1e9:,.0f} ns | {ratios} |\n")
     for target, ratio, ok in result.targets:
         verdict = "met" if ok else "MISSED"
         write(

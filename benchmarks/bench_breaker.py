@@ -4,7 +4,9 @@ Cases (targets from the project's issue tracker, as ratios of *added* cost):
 - sync decorator on a closed breaker: resilio <= 0.25x circuitbreaker;
 - async decorator on a closed breaker: resilio <= 0.5x purgatory's cheapest form
   (one breaker object fetched once and reused with ``async with``);
-- a call rejected by an open breaker: <= 1.5x a bare raise/except of a fresh exception;
+- a call rejected by an open breaker: <= 1.5x a bare raise/except of a fresh exception
+  (for scale, the table also times a plain function that raises: every Python frame
+  an exception crosses costs about half as much again as raising it);
 - SlidingWindowBreaker, closed: <= 0.5x circuitbreaker;
 - two threads calling a wrapped function that sleeps 1 ms: >= 1.9x one thread.
 """
@@ -102,6 +104,15 @@ def rejected(quick: bool) -> Result:
         except resilio.CircuitOpenError:
             pass
 
+    def raiser() -> None:
+        raise resilio.CircuitOpenError("bench", 1.0)
+
+    def one_frame() -> None:
+        try:
+            raiser()
+        except resilio.CircuitOpenError:
+            pass
+
     def boom() -> int:
         raise ConnectionError
 
@@ -151,6 +162,7 @@ def rejected(quick: bool) -> Result:
     cases = [
         Case("baseline: empty call", empty, "baseline"),
         Case("floor: bare raise/except", bare_raise),
+        Case("floor + 1 frame: a function that raises", one_frame),
         Case("resilio open breaker", resilio_rejected, "resilio"),
         Case("circuitbreaker open", cb_rejected),
         Case("pybreaker open", pb_rejected),

@@ -81,6 +81,11 @@ class BreakerSnapshot:
     retry_after: float | None
 
 
+ExceptionSpec = (
+    type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+)
+"""Exception types (one or a tuple), or a predicate on the exception."""
+
 # A pending state change, published once the lock is released: (old, new, reason, at).
 _Change = tuple[CircuitState, CircuitState, str, float]
 
@@ -133,8 +138,8 @@ class BreakerBase(Guard):
         self._success_threshold = _validate.integer("success_threshold", success_threshold, ge=1)
         self._open_timeout = _validate.number("open_timeout", open_timeout, gt=0)
         self._half_open_max = _validate.integer("half_open_max_calls", half_open_max_calls, ge=1)
-        self._failure_on = _validate.exception_types("failure_on", failure_on)
-        self._ignore = _validate.exception_types("ignore", ignore)
+        self._failure_on = _validate.exception_matcher("failure_on", failure_on)
+        self._ignore = _validate.exception_matcher("ignore", ignore)
         self._clock = check_clock(clock)
         self._now = clock.monotonic
         self._bus = default_bus() if bus is None else check_bus(bus)
@@ -298,9 +303,7 @@ class BreakerBase(Guard):
         self._probe_deadline = now + self._open_timeout
         return self._gen, change, None
 
-    def _publish_rejected(
-        self, state: CircuitState, retry_after: float | None, now: float
-    ) -> None:
+    def _publish_rejected(self, state: CircuitState, retry_after: float | None, now: float) -> None:
         bus = self._bus
         if bus.wants(CallRejected):
             bus.publish(
@@ -311,10 +314,10 @@ class BreakerBase(Guard):
         self._record(token, failed=False)
 
     def _on_error(self, token: Any, exc: Exception) -> None:
-        if isinstance(exc, self._ignore):
+        if self._ignore(exc):
             self._release(token)
         else:
-            self._record(token, failed=isinstance(exc, self._failure_on))
+            self._record(token, failed=self._failure_on(exc))
 
     def _release(self, token: Any) -> None:
         with self._lock:
@@ -416,10 +419,11 @@ class CircuitBreaker(BreakerBase):
         half_open_max_calls: Probes allowed at once while half-open. A probe that
             has not reported back within ``open_timeout`` is presumed hung and its
             slot is handed to a new probe.
-        failure_on: Exception types that count as failures; any other exception
-            counts as a success (and still propagates).
-        ignore: Exception types that count neither way (and propagate); they win
-            over ``failure_on``.
+        failure_on: Exception types (one or a tuple), or a predicate
+            ``(exception) -> bool``, saying which exceptions count as failures; any
+            other exception counts as a success (and still propagates).
+        ignore: Exception types, or a predicate, for exceptions that count neither
+            way (and propagate); they win over ``failure_on``.
         clock: Where time comes from (see :class:`~resilio.ManualClock` for tests).
         bus: Where events go; the process-wide :func:`~resilio.default_bus` by default.
 
@@ -440,8 +444,8 @@ class CircuitBreaker(BreakerBase):
         success_threshold: int = 3,
         open_timeout: float = 30.0,
         half_open_max_calls: int = 1,
-        failure_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
-        ignore: type[BaseException] | tuple[type[BaseException], ...] = (),
+        failure_on: ExceptionSpec = (Exception,),
+        ignore: ExceptionSpec = (),
         clock: Clock = SYSTEM_CLOCK,
         bus: EventBus | None = None,
     ) -> None:

@@ -44,7 +44,7 @@ class RejectedError(ResilioError):
     def retry_after(self) -> float | None:
         """Seconds until trying again may succeed, or ``None`` when unknown."""
         args = self.args
-        return args[1] if len(args) > 1 else None  # type: ignore[no-any-return]
+        return args[1] if len(args) > 1 else None
 
     _what = "rejected the call"
 

@@ -144,7 +144,7 @@ class EventBus:
         for handler in self._handlers(type(event)):
             try:
                 handler(event)
-            except Exception:
+            except Exception:  # noqa: PERF203 - each handler is isolated
                 logger.exception("resilio event handler %r failed on %r", handler, event)
 
     def __repr__(self) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from . import _validate
-from ._breaker import CLOSED, BreakerBase, CircuitState
+from ._breaker import CLOSED, BreakerBase, CircuitState, ExceptionSpec
 from ._clock import SYSTEM_CLOCK, Clock
 from ._events import EventBus
 
@@ -88,8 +88,10 @@ class SlidingWindowBreaker(BreakerBase):
         success_threshold: Consecutive probe successes that close a half-open breaker.
         open_timeout: Seconds an open breaker rejects calls before probing.
         half_open_max_calls: Probes allowed at once while half-open.
-        failure_on: Exception types that count as failures; others count as successes.
-        ignore: Exception types that count neither way; they win over ``failure_on``.
+        failure_on: Exception types, or a predicate ``(exception) -> bool``, for the
+            exceptions that count as failures; others count as successes.
+        ignore: Exception types, or a predicate, for exceptions that count neither
+            way; they win over ``failure_on``.
         clock: Where time comes from.
         bus: Where events go; the process-wide :func:`~resilio.default_bus` by default.
     """
@@ -113,6 +115,7 @@ class SlidingWindowBreaker(BreakerBase):
         "_slow_after",
         "_slow_threshold",
         "_slows",
+        "_warm",
         "_width",
         "_window_duration",
         "_window_size",
@@ -131,15 +134,15 @@ class SlidingWindowBreaker(BreakerBase):
         success_threshold: int = 3,
         open_timeout: float = 30.0,
         half_open_max_calls: int = 1,
-        failure_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
-        ignore: type[BaseException] | tuple[type[BaseException], ...] = (),
+        failure_on: ExceptionSpec = (Exception,),
+        ignore: ExceptionSpec = (),
         clock: Clock = SYSTEM_CLOCK,
         bus: EventBus | None = None,
     ) -> None:
+        self._calls = self._failures = self._slows = self._pending = self._head = 0
+        self._warm = False
         self._window_size = _validate.integer("window_size", window_size, ge=1)
-        self._window_duration = _validate.optional_number(
-            "window_duration", window_duration, gt=0
-        )
+        self._window_duration = _validate.optional_number("window_duration", window_duration, gt=0)
         self._min_calls = _validate.integer("min_calls", min_calls, ge=1)
         if window_duration is None and min_calls > window_size:
             msg = f"'min_calls' must be <= window_size ({window_size}): {min_calls!r}"
@@ -147,9 +150,7 @@ class SlidingWindowBreaker(BreakerBase):
         self._rate_threshold = _validate.number(
             "failure_rate_threshold", failure_rate_threshold, gt=0, le=1
         )
-        self._slow_after = _validate.optional_number(
-            "slow_call_duration", slow_call_duration, gt=0
-        )
+        self._slow_after = _validate.optional_number("slow_call_duration", slow_call_duration, gt=0)
         self._slow_threshold = _validate.number(
             "slow_call_rate_threshold", slow_call_rate_threshold, gt=0, le=1
         )
@@ -193,11 +194,14 @@ class SlidingWindowBreaker(BreakerBase):
             # counter; the successes are written into the ring in one C-speed
             # slice (_fold) before the window is next read, and since nothing
             # else happened in between, they land in the order they happened.
+            # Once min_calls outcomes are in (``_warm``), a success can only lower
+            # the failure rate, so it needs no evaluation either; before that it
+            # takes the full path, which may trip the breaker.
             # (Explicit acquire/release: ``with lock`` costs twice as much.)
             lock = self._lock
             lock.acquire()
             try:
-                if token == self._gen and self._state is CLOSED:
+                if token == self._gen and self._state is CLOSED and self._warm:
                     self._pending += 1
                     return
             finally:
@@ -205,10 +209,10 @@ class SlidingWindowBreaker(BreakerBase):
         self._outcome(token, failed=False)
 
     def _on_error(self, token: Any, exc: Exception) -> None:
-        if isinstance(exc, self._ignore):
+        if self._ignore(exc):
             self._release(token)
         else:
-            self._outcome(token, failed=isinstance(exc, self._failure_on))
+            self._outcome(token, failed=self._failure_on(exc))
 
     def _outcome(self, token: Any, *, failed: bool) -> None:
         if self._slow_after is None:
@@ -248,6 +252,7 @@ class SlidingWindowBreaker(BreakerBase):
         calls, failures, slows = self._totals()
         if calls < self._min_calls:
             return None
+        self._warm = True
         if failures / calls >= self._rate_threshold:
             return "failure_rate"
         if self._slow_after is not None and slows / calls >= self._slow_threshold:
@@ -311,6 +316,7 @@ class SlidingWindowBreaker(BreakerBase):
 
     def _clear_counts(self) -> None:
         self._calls = self._failures = self._slows = self._pending = 0
+        self._warm = False
         if self._width:
             for ring in (self._ring_calls, self._ring_failures, self._ring_slows):
                 ring[:] = [0] * self.BUCKETS

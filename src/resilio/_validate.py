@@ -16,8 +16,15 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def number(name: str, value: Any, *, gt: float | None = None, ge: float | None = None,
-           le: float | None = None, finite: bool = True) -> float:
+def number(
+    name: str,
+    value: Any,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    le: float | None = None,
+    finite: bool = True,
+) -> float:
     """Check that *value* is a real number within bounds; return it as a float."""
     if not _is_number(value):
         msg = f"{name!r} must be a number, not {type(value).__name__}: {value!r}"
@@ -69,6 +76,18 @@ def exception_types(name: str, value: Any) -> tuple[type[BaseException], ...]:
             msg = f"{name!r} must contain only exception types: {item!r}"
             raise TypeError(msg)
     return result
+
+
+def exception_matcher(name: str, value: Any) -> Callable[[BaseException], bool]:
+    """Accept exception types (one or a tuple) or a predicate; return a predicate."""
+    if not isinstance(value, type) and not isinstance(value, (tuple, list)) and callable(value):
+        return value  # type: ignore[no-any-return]
+    types = exception_types(name, value)
+
+    def matches(exc: BaseException) -> bool:
+        return isinstance(exc, types)
+
+    return matches
 
 
 def text(name: str, value: Any) -> str:
