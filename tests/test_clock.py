@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from typing import Any
@@ -222,7 +223,7 @@ class TestManualClockSchedule:
         """Callbacks due at one advance fire by deadline, ties in scheduling order."""
         fired: list[str] = []
         for deadline, label in [(3.0, "c"), (1.0, "a"), (2.0, "b1"), (2.0, "b2"), (9.0, "z")]:
-            clock.schedule(deadline, lambda label=label: fired.append(label))
+            clock.schedule(deadline, functools.partial(fired.append, label))
         clock.advance(5.0)
         assert fired == ["a", "b1", "b2", "c"]
         assert clock.sleepers == 1

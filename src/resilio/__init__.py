@@ -47,7 +47,7 @@ for _name in __all__:
     _obj = globals()[_name]
     if getattr(_obj, "__module__", "").startswith("resilio."):
         _obj.__module__ = "resilio"
-del _name, _obj
+del _name, _obj, annotations
 
 
 def __getattr__(name: str) -> str:

@@ -32,6 +32,9 @@ from ._guard import Guard, is_async_callable
 
 logger = logging.getLogger("resilio")
 
+# Creates a rejection without running its Python-level __init__ (see _errors).
+_new_rejection = CircuitOpenError.__new__
+
 
 class CircuitState(enum.Enum):
     """The three states of a circuit breaker."""
@@ -268,13 +271,13 @@ class BreakerBase(Guard):
             retry_after = None if self._forced else self._open_until - now
             if self._bus._routes.get(CallRejected, True):
                 self._publish_rejected(OPEN, retry_after, now)
-            raise CircuitOpenError(self._name, retry_after)
+            raise _new_rejection(CircuitOpenError, self._name, retry_after)
         with self._lock:
             token, change, rejection = self._admit_locked()
         self._announce(change)
         if rejection is not None:
             self._publish_rejected(*rejection)
-            raise CircuitOpenError(self._name, rejection[1])
+            raise _new_rejection(CircuitOpenError, self._name, rejection[1])
         return token
 
     def _admit_locked(

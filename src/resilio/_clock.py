@@ -131,13 +131,14 @@ class ManualClock:
         31536000.0
     """
 
-    __slots__ = ("__weakref__", "_lock", "_now", "_seq", "_timers")
+    __slots__ = ("__weakref__", "_cancelled", "_lock", "_now", "_seq", "_timers")
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = _validate.number("start", start)
         self._lock = threading.Lock()
         # A heap of [deadline, seq, callback]; a cancelled entry has callback None.
         self._timers: list[list[Any]] = []
+        self._cancelled = 0  # cancelled entries still in the heap
         self._seq = itertools.count()
 
     def monotonic(self) -> float:
@@ -156,11 +157,21 @@ class ManualClock:
             self._now += seconds
             timers = self._timers
             while timers and timers[0][0] <= self._now:
-                callback = heapq.heappop(timers)[2]
-                if callback is not None:
+                entry = heapq.heappop(timers)
+                callback = entry[2]
+                if callback is None:
+                    self._cancelled -= 1
+                else:
+                    entry[2] = None  # fired: a later cancel() is a no-op
                     due.append(callback)
+        error: BaseException | None = None
         for callback in due:
-            callback()
+            try:
+                callback()
+            except BaseException as exc:  # every due callback runs; the first error wins
+                error = error or exc
+        if error is not None:
+            raise error
 
     def sleep(self, seconds: float) -> None:
         """Advance the clock by *seconds* and return at once."""
@@ -186,6 +197,7 @@ class ManualClock:
         Returns a handle for :meth:`cancel`. A deadline already reached fires at the
         next :meth:`advance`, even ``advance(0)``.
         """
+        _validate.number("deadline", deadline, finite=False)
         entry = [deadline, 0, callback]
         with self._lock:
             entry[1] = next(self._seq)
@@ -194,7 +206,17 @@ class ManualClock:
 
     def cancel(self, handle: list[Any]) -> None:
         """Forget a callback registered with :meth:`schedule`; a fired one is a no-op."""
-        handle[2] = None
+        with self._lock:
+            if handle[2] is None:
+                return  # already fired or cancelled
+            handle[2] = None
+            self._cancelled += 1
+            timers = self._timers
+            if self._cancelled > 32 and self._cancelled * 2 > len(timers):
+                # Mostly cancelled: rebuild, so abandoned sleeps don't pile up.
+                self._timers = [entry for entry in timers if entry[2] is not None]
+                heapq.heapify(self._timers)
+                self._cancelled = 0
 
     @property
     def sleepers(self) -> int:

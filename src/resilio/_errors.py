@@ -30,9 +30,13 @@ class RejectedError(ResilioError):
             A :class:`~resilio.Retry` never tries again sooner than this.
     """
 
-    # No __init__: the arguments live in ``args`` (name, retry_after) and the message
-    # is built lazily in __str__, so creating one costs what a built-in exception
-    # costs, and it pickles by its args.
+    # The arguments live in ``args`` (name, retry_after) and the message is built
+    # lazily in __str__. resilio's hot paths create rejections with
+    # ``cls.__new__(cls, name, retry_after)``, which sets ``args`` in C and skips this
+    # Python-level __init__, so a rejection costs what a built-in exception costs.
+
+    def __init__(self, name: str, retry_after: float | None = None) -> None:
+        super().__init__(name, retry_after)
 
     @property
     def name(self) -> str:

@@ -48,6 +48,8 @@ def is_async_callable(fn: object) -> bool:
     """Whether calling *fn* returns an awaitable coroutine; looks through partials."""
     while isinstance(fn, functools.partial):
         fn = fn.func
+    if isinstance(fn, type):
+        return False  # calling a class builds an instance, whatever its __call__ does
     if inspect.iscoroutinefunction(fn):
         return True
     call = getattr(fn, "__call__", None)  # noqa: B004 - instances with an async __call__

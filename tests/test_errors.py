@@ -1,0 +1,140 @@
+"""resilio's own errors: one small tree, informative messages, and they pickle."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+
+import resilio
+from resilio import (
+    CircuitBreaker,
+    CircuitOpenError,
+    EventBus,
+    ManualClock,
+    RejectedError,
+    ResilioError,
+)
+
+EXPORTED_ERRORS: list[type[BaseException]] = [
+    obj
+    for obj in (getattr(resilio, name) for name in resilio.__all__)
+    if isinstance(obj, type) and issubclass(obj, BaseException)
+]
+
+
+class TestTree:
+    """The errors form the documented hierarchy."""
+
+    def test_hierarchy(self) -> None:
+        """CircuitOpenError < RejectedError < ResilioError < Exception."""
+        assert CircuitOpenError.__mro__[:4] == (
+            CircuitOpenError,
+            RejectedError,
+            ResilioError,
+            Exception,
+        )
+
+    def test_found_the_exported_errors(self) -> None:
+        """Scanning __all__ finds at least the three documented error classes."""
+        assert {ResilioError, RejectedError, CircuitOpenError} <= set(EXPORTED_ERRORS)
+
+    @pytest.mark.parametrize("cls", EXPORTED_ERRORS, ids=lambda c: c.__name__)
+    def test_every_error_is_a_resilio_error(self, cls: type[BaseException]) -> None:
+        """Every exported error class derives from ResilioError and from Exception."""
+        assert issubclass(cls, ResilioError)
+        assert issubclass(cls, Exception)
+
+    def test_caught_as_base_classes(self) -> None:
+        """A CircuitOpenError is caught by except RejectedError and except ResilioError."""
+        with pytest.raises(RejectedError):
+            raise CircuitOpenError("b", 1.0)
+        with pytest.raises(ResilioError):
+            raise CircuitOpenError("b", 1.0)
+
+
+class TestRejectedError:
+    """Rejections carry the primitive's name and retry_after."""
+
+    @pytest.mark.parametrize("cls", [RejectedError, CircuitOpenError])
+    def test_name_and_retry_after_round_trip(self, cls: type[RejectedError]) -> None:
+        """name and retry_after read back what the error was built with."""
+        error = cls("payments", 2.5)
+        assert error.name == "payments"
+        assert error.retry_after == 2.5
+        assert error.args == ("payments", 2.5)
+
+    @pytest.mark.parametrize("cls", [RejectedError, CircuitOpenError])
+    def test_retry_after_defaults_to_none(self, cls: type[RejectedError]) -> None:
+        """Without retry_after (or with None) retry_after is None."""
+        assert cls("payments").retry_after is None
+        assert cls("payments", None).retry_after is None
+
+    @pytest.mark.parametrize("cls", [RejectedError, CircuitOpenError])
+    def test_keyword_construction(self, cls: type[RejectedError]) -> None:
+        """The documented constructor arguments may be passed by keyword."""
+        error = cls(name="payments", retry_after=2.5)  # type: ignore[call-arg]
+        assert error.name == "payments"
+        assert error.retry_after == 2.5
+
+    @pytest.mark.parametrize("cls", [RejectedError, CircuitOpenError])
+    def test_str_mentions_name_and_retry_after(self, cls: type[RejectedError]) -> None:
+        """str() mentions the name and, when known, retry_after."""
+        text = str(cls("payments", 2.5))
+        assert "payments" in text
+        assert "2.5" in text
+        bare = str(cls("payments"))
+        assert "payments" in bare
+        assert "retry" not in bare
+
+    def test_circuit_open_str_says_open(self) -> None:
+        """A CircuitOpenError's message says the circuit is open."""
+        assert "open" in str(CircuitOpenError("payments", 1.0))
+
+    def test_raised_by_breaker_with_name_and_time_left(self) -> None:
+        """An open breaker raises CircuitOpenError with its name and the time left."""
+        clock = ManualClock()
+        breaker = CircuitBreaker(
+            name="db", failure_threshold=1, open_timeout=10.0, clock=clock, bus=EventBus()
+        )
+        breaker.record_failure()
+        clock.advance(4.0)
+        with pytest.raises(CircuitOpenError) as info:
+            breaker.call(lambda: None)
+        assert info.value.name == "db"
+        assert info.value.retry_after == pytest.approx(6.0)
+        assert "db" in str(info.value)
+
+
+class TestPickle:
+    """Every error crosses process boundaries intact."""
+
+    @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+    @pytest.mark.parametrize("cls", EXPORTED_ERRORS, ids=lambda c: c.__name__)
+    def test_pickle_round_trip(self, cls: type[BaseException], protocol: int) -> None:
+        """Unpickling gives the same class with equal args, name, retry_after and message."""
+        error = cls("payments", 2.5)
+        clone = pickle.loads(pickle.dumps(error, protocol=protocol))
+        assert type(clone) is cls
+        assert clone.args == error.args
+        assert getattr(clone, "name", None) == getattr(error, "name", None)
+        assert getattr(clone, "retry_after", None) == getattr(error, "retry_after", None)
+        assert str(clone) == str(error)
+
+    @pytest.mark.parametrize("cls", EXPORTED_ERRORS, ids=lambda c: c.__name__)
+    def test_pickle_without_retry_after(self, cls: type[BaseException]) -> None:
+        """An error built with its name only round-trips with retry_after still None."""
+        error = cls("payments")
+        clone = pickle.loads(pickle.dumps(error))
+        assert clone.args == error.args
+        assert getattr(clone, "name", None) == "payments"
+        assert getattr(clone, "retry_after", None) is None
+
+    @pytest.mark.parametrize("cls", EXPORTED_ERRORS, ids=lambda c: c.__name__)
+    def test_deepcopy(self, cls: type[BaseException]) -> None:
+        """copy.deepcopy keeps the class and the args."""
+        error = cls("payments", 0.25)
+        clone = copy.deepcopy(error)
+        assert type(clone) is cls
+        assert clone.args == error.args
