@@ -1,13 +1,12 @@
 """A narrated demo of a circuit breaker at work: ``python -m resilio``.
 
 A simulated client calls a flaky in-process upstream through a
-:class:`~resilio.CircuitBreaker`, four times a second. The upstream fails in short
-bursts and goes down completely for the middle fifth of the run. Every state change
-is printed as it happens, from a subscription to
-:class:`~resilio.CircuitStateChanged` on a private :class:`~resilio.EventBus`, and a
-summary closes the run.
+[`CircuitBreaker`][resilio.CircuitBreaker], four times a second. The upstream fails in short bursts
+and goes down completely for the middle fifth of the run. Every state change is printed as it
+happens, from a subscription to [`CircuitStateChanged`][resilio.CircuitStateChanged] on a private
+[`EventBus`][resilio.EventBus], and a summary closes the run.
 
-Time is a :class:`~resilio.ManualClock` moved on a quarter of a second per call, so
+Time is a [`ManualClock`][resilio.ManualClock] moved on a quarter of a second per call, so
 a run of minutes of virtual time takes a fraction of a second, and the same
 ``--seed`` always prints the same story.
 """

@@ -1,11 +1,11 @@
 """Circuit breakers: stop calling what is failing, and find out when it recovers.
 
-:class:`CircuitBreaker` trips on consecutive failures or on an exponentially weighted
-failure rate. The state machine it shares with
-:class:`~resilio.SlidingWindowBreaker` lives in :class:`BreakerBase`: OPEN rejects
-until ``open_timeout`` has passed, HALF_OPEN admits a bounded number of probes, and
-every transition starts a new *generation*, so an outcome that arrives after the
-state it was admitted in has ended is ignored (gobreaker's generation counter).
+[`CircuitBreaker`][resilio.CircuitBreaker] trips on consecutive failures or on an exponentially
+weighted failure rate. The state machine it shares with
+[`SlidingWindowBreaker`][resilio.SlidingWindowBreaker] lives in `BreakerBase`: OPEN rejects until
+``open_timeout`` has passed, HALF_OPEN admits a bounded number of probes, and every transition
+starts a new *generation*, so an outcome that arrives after the state it was admitted in has ended
+is ignored (gobreaker's generation counter).
 
 No lock is ever held across a protected call: the lock guards a few counters and is
 taken only to admit a call that needs a permit and to record an outcome.
@@ -42,7 +42,7 @@ class CircuitState(enum.Enum):
     CLOSED = "closed"
     """Calls pass through; outcomes are counted."""
     OPEN = "open"
-    """Calls are rejected with :class:`~resilio.CircuitOpenError` without running."""
+    """Calls are rejected with [`CircuitOpenError`][resilio.CircuitOpenError] without running."""
     HALF_OPEN = "half_open"
     """A bounded number of probe calls test whether the dependency has recovered."""
 
@@ -57,7 +57,7 @@ HALF_OPEN = CircuitState.HALF_OPEN
 
 @attrs.frozen(kw_only=True)
 class BreakerSnapshot:
-    """A consistent, frozen view of a :class:`CircuitBreaker` at one instant.
+    """A consistent, frozen view of a [`CircuitBreaker`][resilio.CircuitBreaker] at one instant.
 
     Attributes:
         name: The breaker's name.
@@ -67,8 +67,8 @@ class BreakerSnapshot:
         failure_rate: The exponentially weighted failure rate, between 0 and 1.
         half_open_calls: Probe calls running now.
         last_change: Clock time of the last state change.
-        open_reason: Why it last opened (a :class:`CircuitStateChanged` reason), or
-            ``None`` when closed.
+        open_reason: Why it last opened (a `CircuitStateChanged` reason), or ``None``
+            when closed.
         retry_after: Seconds until an open breaker admits a probe; ``None`` unless it
             is open with a timeout running.
     """
@@ -184,7 +184,7 @@ class BreakerBase(Guard):
         self._record(self._gen, failed=True, probe=False)
 
     def force_open(self) -> None:
-        """Open the breaker and keep it open, whatever the timeout, until :meth:`reset`."""
+        """Open the breaker and keep it open, whatever the timeout, until `reset()`."""
         with self._lock:
             self._forced = True
             change = None if self._state is OPEN else self._move(OPEN, "forced_open")
@@ -223,12 +223,17 @@ class BreakerBase(Guard):
         """
         _validate.callable_("probe", probe)
         interval = _validate.number("interval", interval, gt=0)
+        error: BaseException | None = None
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._health_loop, probe, interval)
             try:
                 yield
+            except BaseException as exc:
+                error = exc  # re-raised as it was, not inside an exception group
             finally:
                 tasks.cancel_scope.cancel()
+        if error is not None:
+            raise error
 
     async def _health_loop(self, probe: Callable[[], Any], interval: float) -> None:
         run: Callable[[], Awaitable[Any]]
@@ -404,13 +409,13 @@ class CircuitBreaker(BreakerBase):
     ``failure_threshold`` failures in a row, or when the exponentially weighted
     failure rate (a failure moves it to ``0.9·r + 0.1``, a success to ``0.5·r``,
     snapping to 0 under 0.01) exceeds ``failure_rate_threshold``. An open breaker
-    rejects calls with :class:`~resilio.CircuitOpenError` without running them; once
+    rejects calls with [`CircuitOpenError`][resilio.CircuitOpenError] without running them; once
     ``open_timeout`` has passed the next call moves it to half-open, where at most
     ``half_open_max_calls`` probes run at once: ``success_threshold`` successes in a
     row close it, any failure opens it again.
 
     Use it as ``@breaker`` on a ``def`` or ``async def``, as ``with breaker:`` or
-    ``async with breaker:``, or through :meth:`call` / :meth:`call_async`.
+    ``async with breaker:``, or through `call()` / `call_async()`.
 
     Args:
         name: Appears in events, errors and ``repr``.
@@ -427,11 +432,11 @@ class CircuitBreaker(BreakerBase):
             other exception counts as a success (and still propagates).
         ignore: Exception types, or a predicate, for exceptions that count neither
             way (and propagate); they win over ``failure_on``.
-        clock: Where time comes from (see :class:`~resilio.ManualClock` for tests).
-        bus: Where events go; the process-wide :func:`~resilio.default_bus` by default.
+        clock: Where time comes from (see [`ManualClock`][resilio.ManualClock] for tests).
+        bus: Where events go; the process-wide [`default_bus`][resilio.default_bus] by default.
 
-    Cancellation, ``KeyboardInterrupt`` and other :class:`BaseException`\\ s that are
-    not :class:`Exception`\\ s count neither way and give back any probe slot.
+    Cancellation, ``KeyboardInterrupt`` and other `BaseException`s that are
+    not `Exception`s count neither way and give back any probe slot.
     """
 
     __slots__ = ("_consecutive", "_failure_threshold", "_rate", "_rate_threshold")

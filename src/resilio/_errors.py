@@ -27,7 +27,7 @@ class RejectedError(ResilioError):
     Attributes:
         name: The ``name`` of the primitive that refused.
         retry_after: Seconds until trying again may succeed, or ``None`` when unknown.
-            A :class:`~resilio.Retry` never tries again sooner than this.
+            A `Retry` never tries again sooner than this.
     """
 
     # The arguments live in ``args`` (name, retry_after) and the message is built

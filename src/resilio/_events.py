@@ -1,10 +1,11 @@
 """Events: what the primitives tell the world, and the bus that carries them.
 
-Every primitive publishes frozen :class:`Event` objects on an :class:`EventBus`
-(``bus=``, by default the process-wide :func:`default_bus`). Handlers subscribe by
-event class; subscribing to a base class receives its subclasses, and subscribing to
-:class:`Event` receives everything. Publishing costs one dictionary look-up when
-nobody listens: primitives ask :meth:`EventBus.wants` before they build an event.
+Every primitive publishes frozen [`Event`][resilio.Event] objects on an
+[`EventBus`][resilio.EventBus] (``bus=``, by default the process-wide
+[`default_bus`][resilio.default_bus]). Handlers subscribe by event class; subscribing to a base
+class receives its subclasses, and subscribing to [`Event`][resilio.Event] receives everything.
+Publishing costs one dictionary look-up when nobody listens: primitives ask
+[`EventBus.wants`][resilio.EventBus.wants] before they build an event.
 """
 
 from __future__ import annotations

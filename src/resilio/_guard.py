@@ -3,22 +3,22 @@
 A primitive that guards calls implements a small permission protocol:
 
 * ``_acquire()`` takes a permit and returns a token, or raises a
-  :class:`~resilio.RejectedError`; it may block the thread when the primitive waits
+  [`RejectedError`][resilio.RejectedError]; it may block the thread when the primitive waits
   (a rate limiter). ``_acquire_async()`` is its awaitable twin, used only when the
   class sets ``_acquire_waits = True``; otherwise async callers use ``_acquire()``,
   which then never blocks.
 * ``_on_success(token)`` and ``_on_error(token, exc)`` record the outcome; the
-  primitive classifies ``exc`` (an :class:`Exception`) itself.
+  primitive classifies ``exc`` (an `Exception`) itself.
 * ``_release(token)`` gives the permit back without an outcome. The guard calls it
-  when the call was cancelled or interrupted: any :class:`BaseException` that is not
-  an :class:`Exception` (asyncio and trio cancellation, ``KeyboardInterrupt``,
+  when the call was cancelled or interrupted: any `BaseException` that is not
+  an `Exception` (asyncio and trio cancellation, ``KeyboardInterrupt``,
   ``GeneratorExit``, ``SystemExit``) counts neither as success nor as failure.
 * ``_free`` is a token, or ``None``. A token there means "admission needs no permit
   right now" (a closed breaker), so the hot path skips ``_acquire()``. When the
   class also sets ``_free_success = False`` a success on that path changes nothing
   (a closed breaker with a clean record) and is not reported either.
 
-:class:`Guard` turns that protocol into the decorator (for ``def`` and
+`Guard` turns that protocol into the decorator (for ``def`` and
 ``async def``, signatures kept), ``with`` / ``async with`` blocks and
 ``call`` / ``call_async``. Everything else in resilio, ``compose()`` included,
 builds on these same five members.

@@ -28,7 +28,7 @@ _SUCCESS = bytes([_CALL])
 
 @attrs.frozen(kw_only=True)
 class WindowSnapshot:
-    """A consistent, frozen view of a :class:`SlidingWindowBreaker` at one instant.
+    """A consistent, frozen view of a sliding-window breaker at one instant.
 
     Attributes:
         name: The breaker's name.
@@ -68,7 +68,7 @@ class SlidingWindowBreaker(BreakerBase):
     outcomes are in the window it trips open when the failure rate, or the rate of
     calls slower than ``slow_call_duration``, is at or above its threshold. Closing
     starts an empty window. Open and half-open behave as in
-    :class:`~resilio.CircuitBreaker`; while half-open a slow probe counts as a failed
+    [`CircuitBreaker`][resilio.CircuitBreaker]; while half-open a slow probe counts as a failed
     one.
 
     A time-based window is kept as 10 buckets of ``window_duration / 10`` seconds,
@@ -93,7 +93,7 @@ class SlidingWindowBreaker(BreakerBase):
         ignore: Exception types, or a predicate, for exceptions that count neither
             way; they win over ``failure_on``.
         clock: Where time comes from.
-        bus: Where events go; the process-wide :func:`~resilio.default_bus` by default.
+        bus: Where events go; the process-wide [`default_bus`][resilio.default_bus] by default.
     """
 
     BUCKETS = 10
@@ -272,6 +272,12 @@ class SlidingWindowBreaker(BreakerBase):
             counts[slow] + counts[both],
         )
 
+    def _current_totals(self) -> tuple[int, int, int]:
+        """Like `_totals`, after dropping what a time window has aged out (lock held)."""
+        if self._width and self._state is CLOSED:
+            self._expire(int(self._now() // self._width))
+        return self._totals()
+
     def _fold(self) -> None:
         """Write the successes counted by the hot path into the ring (lock held)."""
         pending = self._pending
@@ -330,9 +336,7 @@ class SlidingWindowBreaker(BreakerBase):
     def snapshot(self) -> WindowSnapshot:
         """Return a frozen, consistent view of the breaker's state and its window."""
         with self._lock:
-            if self._width and self._state is CircuitState.CLOSED:
-                self._expire(int(self._now() // self._width))
-            calls, failures, slows = self._totals()
+            calls, failures, slows = self._current_totals()
             return WindowSnapshot(
                 name=self._name,
                 state=self._state,
@@ -350,7 +354,7 @@ class SlidingWindowBreaker(BreakerBase):
 
     def __repr__(self) -> str:
         with self._lock:
-            calls, failures, _ = self._totals()
+            calls, failures, _ = self._current_totals()
         rate = failures / calls if calls else 0.0
         window = (
             f"{self._window_size} calls"

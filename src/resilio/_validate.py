@@ -48,7 +48,7 @@ def number(
 
 
 def optional_number(name: str, value: Any, **bounds: Any) -> float | None:
-    """Like :func:`number`, but ``None`` passes through."""
+    """Like `number()`, but ``None`` passes through."""
     return None if value is None else number(name, value, **bounds)
 
 
