@@ -1,0 +1,1395 @@
+"""CircuitBreaker: the consecutive-failure and weighted-rate rules, the OPEN / HALF_OPEN /
+CLOSED state machine, events, snapshots, health checks and configuration checks.
+
+Every test drives time with a ManualClock; nothing sleeps for real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import pickle
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import anyio
+import attrs
+import pytest
+
+from resilio import (
+    BreakerSnapshot,
+    CallRejected,
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    CircuitStateChanged,
+    Event,
+    EventBus,
+    ManualClock,
+    RejectedError,
+    ResilioError,
+)
+
+CLOSED = CircuitState.CLOSED
+OPEN = CircuitState.OPEN
+HALF_OPEN = CircuitState.HALF_OPEN
+
+
+class Boom(Exception):
+    """The failure the guarded functions raise."""
+
+
+def succeed() -> str:
+    return "ok"
+
+
+def fail() -> NoReturn:
+    raise Boom
+
+
+def drive(breaker: CircuitBreaker, outcomes: str) -> None:
+    """Run one guarded call per letter: ``F`` fails with Boom, ``S`` succeeds."""
+    for outcome in outcomes:
+        if outcome == "F":
+            with pytest.raises(Boom):
+                breaker.call(fail)
+        else:
+            assert breaker.call(succeed) == "ok"
+
+
+def ewma(outcomes: str) -> float:
+    """The weighted failure rate after *outcomes*, by the rule in API.md."""
+    rate = 0.0
+    for outcome in outcomes:
+        if outcome == "F":
+            rate = 0.9 * rate + 0.1
+        else:
+            rate = 0.5 * rate
+            if rate < 0.01:
+                rate = 0.0
+    return rate
+
+
+def changes(events: list[Event]) -> list[tuple[CircuitState, CircuitState, str, float]]:
+    """The (old, new, reason, at) of every CircuitStateChanged recorded."""
+    return [(e.old, e.new, e.reason, e.at) for e in events if isinstance(e, CircuitStateChanged)]
+
+
+def rejections(events: list[Event]) -> list[tuple[CircuitState, float | None, float]]:
+    """The (state, retry_after, at) of every CallRejected recorded."""
+    return [(e.state, e.retry_after, e.at) for e in events if isinstance(e, CallRejected)]
+
+
+@pytest.fixture
+def make(clock: ManualClock, bus: EventBus) -> Callable[..., CircuitBreaker]:
+    """Build a CircuitBreaker on the test's clock and bus."""
+
+    def factory(**options: Any) -> CircuitBreaker:
+        options.setdefault("name", "cb")
+        return CircuitBreaker(clock=clock, bus=bus, **options)
+
+    return factory
+
+
+def open_breaker(breaker: CircuitBreaker) -> None:
+    """Trip a closed breaker with caller-measured failures."""
+    while breaker.state is CLOSED:
+        breaker.record_failure()
+
+
+def half_open(breaker: CircuitBreaker, clock: ManualClock, timeout: float = 30.0) -> None:
+    """Trip the breaker, wait out its timeout and let one successful probe in."""
+    open_breaker(breaker)
+    clock.advance(timeout)
+    breaker.call(succeed)
+    assert breaker.state is HALF_OPEN
+
+
+class TestDefaults:
+    def test_five_consecutive_failures_trip(
+        self, make: Callable[..., CircuitBreaker], events: list[Event]
+    ) -> None:
+        """With defaults, the fifth failure in a row opens the breaker."""
+        breaker = make()
+        drive(breaker, "FFFF")
+        assert breaker.state is CLOSED
+        assert breaker.snapshot().consecutive_failures == 4
+        drive(breaker, "F")
+        assert breaker.state is OPEN
+        assert changes(events) == [(CLOSED, OPEN, "consecutive_failures", 0.0)]
+
+    def test_a_success_restarts_the_consecutive_count(
+        self, make: Callable[..., CircuitBreaker]
+    ) -> None:
+        """A success between failures resets the consecutive count (rate stays under 0.5)."""
+        breaker = make()
+        drive(breaker, "FFFFSFFFF")
+        assert breaker.state is CLOSED
+        assert breaker.snapshot().consecutive_failures == 4
+
+    def test_default_timeout_probes_and_threshold(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """Defaults: 30 s open, one probe at a time, three successes to close."""
+        breaker = make()
+        drive(breaker, "FFFFF")
+        assert breaker.snapshot().retry_after == 30.0
+        clock.advance(29.5)
+        with pytest.raises(CircuitOpenError):
+            breaker.call(succeed)
+        clock.advance(0.5)
+        with breaker:
+            with pytest.raises(CircuitOpenError) as info:
+                breaker.call(succeed)
+            assert info.value.retry_after is None
+        drive(breaker, "S")
+        assert breaker.state is HALF_OPEN
+        drive(breaker, "S")
+        assert breaker.state is CLOSED
+
+    def test_default_name(self, clock: ManualClock) -> None:
+        """The default name is "breaker", and it is in the repr."""
+        breaker = CircuitBreaker(clock=clock)
+        assert breaker.name == "breaker"
+        assert "'breaker'" in repr(breaker)
+        assert "closed" in repr(breaker)
+
+
+class TestFailureRate:
+    @pytest.mark.parametrize(
+        "outcomes", ["F", "FS", "FF", "FSSS", "FSSSS", "FFSFFSF", "FFFFSSFF", "SSSF"]
+    )
+    def test_rate_follows_the_weighted_rule(
+        self, make: Callable[..., CircuitBreaker], outcomes: str
+    ) -> None:
+        """failure: r = 0.9r + 0.1; success: r = 0.5r, snapping to 0 under 0.01."""
+        breaker = make(failure_threshold=100, failure_rate_threshold=1.0)
+        drive(breaker, outcomes)
+        assert breaker.snapshot().failure_rate == ewma(outcomes)
+
+    def test_rate_snaps_to_zero_under_one_percent(
+        self, make: Callable[..., CircuitBreaker]
+    ) -> None:
+        """0.1 halves to 0.05, 0.025, 0.0125, then 0.00625 snaps to exactly 0."""
+        breaker = make()
+        drive(breaker, "F")
+        seen = []
+        for _ in range(4):
+            drive(breaker, "S")
+            seen.append(breaker.snapshot().failure_rate)
+        assert seen == [0.05, 0.025, 0.0125, 0.0]
+
+    def test_trips_on_rate_without_five_consecutive_failures(
+        self, make: Callable[..., CircuitBreaker], events: list[Event]
+    ) -> None:
+        """With defaults, bursts of four failures between successes trip on the rate."""
+        breaker = make()
+        sequence = "FFFFS" * 3 + "FFFF"
+        assert "FFFFF" not in sequence
+        drive(breaker, sequence[:-1])
+        assert breaker.state is CLOSED
+        assert breaker.snapshot().failure_rate == ewma(sequence[:-1]) <= 0.5
+        drive(breaker, "F")
+        assert ewma(sequence) > 0.5
+        assert breaker.state is OPEN
+        assert changes(events) == [(CLOSED, OPEN, "failure_rate", 0.0)]
+        assert breaker.snapshot().open_reason == "failure_rate"
+
+    def test_trips_on_rate_with_a_lower_threshold(
+        self, make: Callable[..., CircuitBreaker], events: list[Event]
+    ) -> None:
+        """With threshold 0.25, the third failure (r = 0.271) trips on the rate."""
+        breaker = make(failure_rate_threshold=0.25)
+        drive(breaker, "FF")
+        assert breaker.state is CLOSED
+        drive(breaker, "F")
+        assert breaker.state is OPEN
+        assert changes(events) == [(CLOSED, OPEN, "failure_rate", 0.0)]
+
+    @pytest.mark.parametrize(("threshold", "outcomes"), [(0.1, "F"), (0.19, "FF")])
+    def test_rate_equal_to_threshold_does_not_trip(
+        self, make: Callable[..., CircuitBreaker], threshold: float, outcomes: str
+    ) -> None:
+        """The rate must exceed the threshold: reaching it exactly keeps the breaker closed."""
+        breaker = make(failure_rate_threshold=threshold)
+        drive(breaker, outcomes)
+        assert breaker.snapshot().failure_rate == threshold
+        assert breaker.state is CLOSED
+        drive(breaker, "F")
+        assert breaker.state is OPEN
+        assert breaker.snapshot().open_reason == "failure_rate"
+
+    def test_threshold_one_turns_the_rate_rule_off(
+        self, make: Callable[..., CircuitBreaker]
+    ) -> None:
+        """failure_rate_threshold=1.0 never trips, however many failures."""
+        breaker = make(failure_threshold=10_000, failure_rate_threshold=1.0)
+        drive(breaker, "F" * 500)
+        assert breaker.state is CLOSED
+        assert breaker.snapshot().failure_rate <= 1.0
+
+    def test_consecutive_rule_is_reported_first(
+        self, make: Callable[..., CircuitBreaker], events: list[Event]
+    ) -> None:
+        """When both rules fire on one failure, the reason is consecutive_failures."""
+        breaker = make(failure_threshold=3, failure_rate_threshold=0.2)
+        drive(breaker, "FFF")
+        assert changes(events) == [(CLOSED, OPEN, "consecutive_failures", 0.0)]
+
+
+class TestOpen:
+    def test_rejects_without_calling(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """An open breaker raises CircuitOpenError and never runs the function."""
+        breaker = make(failure_threshold=1)
+        drive(breaker, "F")
+        calls = []
+        clock.advance(12.5)
+        with pytest.raises(CircuitOpenError) as info:
+            breaker.call(calls.append, 1)
+        assert calls == []
+        assert info.value.retry_after == 17.5
+        assert info.value.name == "cb"
+        assert isinstance(info.value, RejectedError)
+        assert isinstance(info.value, ResilioError)
+        assert rejections(events) == [(OPEN, 17.5, 12.5)]
+        event = next(e for e in events if isinstance(e, CallRejected))
+        assert event.source == "cb"
+
+    @pytest.mark.parametrize("form", ["call", "decorator", "with"])
+    def test_every_sync_form_rejects(self, make: Callable[..., CircuitBreaker], form: str) -> None:
+        """call(), the decorator and the with block all reject without running."""
+        breaker = make(failure_threshold=1)
+        drive(breaker, "F")
+        ran: list[int] = []
+
+        def attempt() -> None:
+            if form == "call":
+                breaker.call(ran.append, 1)
+            elif form == "decorator":
+                breaker(ran.append)(1)
+            else:
+                with breaker:
+                    ran.append(1)
+
+        with pytest.raises(CircuitOpenError):
+            attempt()
+        assert ran == []
+
+    def test_state_reads_open_until_the_next_call(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """After open_timeout the state still reads OPEN; the next call moves it to HALF_OPEN."""
+        breaker = make(failure_threshold=1, open_timeout=10.0)
+        drive(breaker, "F")
+        clock.advance(10.0)
+        assert breaker.state is OPEN
+        assert breaker.snapshot().retry_after == 0.0
+        clock.advance(5.0)
+        assert breaker.state is OPEN
+        with breaker:
+            assert breaker.state is HALF_OPEN
+        assert changes(events)[-1] == (OPEN, HALF_OPEN, "open_timeout_elapsed", 15.0)
+
+    def test_rejects_until_the_timeout(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """A call just before open_timeout is rejected with the time left."""
+        breaker = make(failure_threshold=1, open_timeout=8.0)
+        drive(breaker, "F")
+        for left in (8.0, 4.0, 1.0, 0.5):
+            clock.advance(breaker.snapshot().retry_after - left)  # type: ignore[operator]
+            with pytest.raises(CircuitOpenError) as info:
+                breaker.call(succeed)
+            assert info.value.retry_after == left
+        assert [r[1] for r in rejections(events)] == [8.0, 4.0, 1.0, 0.5]
+
+    def test_rejection_pickles(self, make: Callable[..., CircuitBreaker]) -> None:
+        """A CircuitOpenError survives pickling with its name and retry_after."""
+        breaker = make(name="db", failure_threshold=1)
+        drive(breaker, "F")
+        with pytest.raises(CircuitOpenError) as info:
+            breaker.call(succeed)
+        copy = pickle.loads(pickle.dumps(info.value))
+        assert type(copy) is CircuitOpenError
+        assert (copy.name, copy.retry_after) == ("db", 30.0)
+        assert str(copy) == str(info.value)
+
+    def test_error_message_names_the_breaker(self, make: Callable[..., CircuitBreaker]) -> None:
+        """The rejection's message names the breaker and the time left."""
+        breaker = make(name="payments", failure_threshold=1)
+        drive(breaker, "F")
+        with pytest.raises(CircuitOpenError, match=r"'payments'.*30"):
+            breaker.call(succeed)
+
+
+class TestHalfOpen:
+    @pytest.mark.parametrize("limit", [1, 2, 4])
+    def test_bounds_concurrent_probes(
+        self,
+        make: Callable[..., CircuitBreaker],
+        clock: ManualClock,
+        events: list[Event],
+        limit: int,
+    ) -> None:
+        """At most half_open_max_calls probes run at once; others are rejected."""
+        breaker = make(failure_threshold=1, half_open_max_calls=limit, success_threshold=10)
+        drive(breaker, "F")
+        clock.advance(30)
+        with contextlib.ExitStack() as stack:
+            for _ in range(limit):
+                stack.enter_context(breaker)
+            assert breaker.snapshot().half_open_calls == limit
+            with pytest.raises(CircuitOpenError) as info:
+                breaker.call(succeed)
+            assert info.value.retry_after is None
+            assert rejections(events) == [(HALF_OPEN, None, 30.0)]
+        assert breaker.snapshot().half_open_calls == 0
+        assert breaker.snapshot().consecutive_successes == limit
+        drive(breaker, "S")  # the slots came back
+
+    def test_a_finished_probe_frees_its_slot(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """Once one probe returns, another call is admitted."""
+        breaker = make(failure_threshold=1, half_open_max_calls=2, success_threshold=5)
+        drive(breaker, "F")
+        clock.advance(30)
+        with breaker:
+            with breaker:
+                pass
+            with breaker:
+                with pytest.raises(CircuitOpenError):
+                    breaker.call(succeed)
+        assert breaker.snapshot().consecutive_successes == 3
+
+    @pytest.mark.parametrize("threshold", [1, 2, 3])
+    def test_consecutive_successes_close(
+        self,
+        make: Callable[..., CircuitBreaker],
+        clock: ManualClock,
+        events: list[Event],
+        threshold: int,
+    ) -> None:
+        """success_threshold successful probes in a row close the breaker, counters cleared."""
+        breaker = make(failure_threshold=1, success_threshold=threshold)
+        drive(breaker, "F")
+        clock.advance(30)
+        for done in range(1, threshold):
+            drive(breaker, "S")
+            assert breaker.state is HALF_OPEN
+            assert breaker.snapshot().consecutive_successes == done
+        drive(breaker, "S")
+        assert breaker.state is CLOSED
+        snap = breaker.snapshot()
+        assert (snap.consecutive_failures, snap.consecutive_successes) == (0, 0)
+        assert snap.failure_rate == 0.0
+        assert snap.open_reason is None
+        assert changes(events)[-1] == (HALF_OPEN, CLOSED, "probe_succeeded", 30.0)
+
+    @pytest.mark.parametrize("successes_first", [0, 1, 2])
+    def test_any_failure_reopens(
+        self,
+        make: Callable[..., CircuitBreaker],
+        clock: ManualClock,
+        events: list[Event],
+        successes_first: int,
+    ) -> None:
+        """A failed probe re-opens the breaker for a fresh open_timeout."""
+        breaker = make(failure_threshold=1, success_threshold=3, open_timeout=10.0)
+        drive(breaker, "F")
+        clock.advance(10)
+        drive(breaker, "S" * successes_first)
+        clock.advance(1)
+        drive(breaker, "F")
+        assert breaker.state is OPEN
+        assert breaker.snapshot().retry_after == 10.0
+        assert breaker.snapshot().open_reason == "probe_failed"
+        assert changes(events)[-1] == (HALF_OPEN, OPEN, "probe_failed", 11.0)
+
+    def test_closing_needs_successes_in_a_row(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """After a failed probe, the success count starts again from zero."""
+        breaker = make(failure_threshold=1, success_threshold=2, open_timeout=1.0)
+        drive(breaker, "F")
+        clock.advance(1)
+        drive(breaker, "SF")
+        clock.advance(1)
+        drive(breaker, "S")
+        assert breaker.state is HALF_OPEN
+        assert breaker.snapshot().consecutive_successes == 1
+        drive(breaker, "S")
+        assert breaker.state is CLOSED
+
+
+class TestClassification:
+    def test_ignored_errors_count_neither_way(self, make: Callable[..., CircuitBreaker]) -> None:
+        """An ignored error propagates and changes no counter."""
+        breaker = make(ignore=(KeyError,))
+        drive(breaker, "FFFF")
+        before = breaker.snapshot()
+        with pytest.raises(KeyError):
+            breaker.call(lambda: {}["x"])
+        assert breaker.snapshot() == before
+        drive(breaker, "F")
+        assert breaker.state is OPEN
+
+    def test_ignored_errors_count_neither_way_in_half_open(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """An ignored error in a probe neither closes nor re-opens, and frees the slot."""
+        breaker = make(ignore=KeyError)
+        half_open(breaker, clock)
+        with pytest.raises(KeyError):
+            breaker.call(lambda: {}["x"])
+        snap = breaker.snapshot()
+        assert snap.state is HALF_OPEN
+        assert snap.consecutive_successes == 1
+        assert snap.half_open_calls == 0
+
+    def test_errors_outside_failure_on_count_as_success(
+        self, make: Callable[..., CircuitBreaker]
+    ) -> None:
+        """An exception not in failure_on propagates and counts as a success."""
+        breaker = make(failure_on=(ConnectionError,))
+
+        def refused() -> NoReturn:
+            raise ConnectionRefusedError
+
+        def bad_value() -> NoReturn:
+            raise ValueError
+
+        for _ in range(4):
+            with pytest.raises(ConnectionRefusedError):
+                breaker.call(refused)
+        with pytest.raises(ValueError):
+            breaker.call(bad_value)
+        snap = breaker.snapshot()
+        assert snap.consecutive_failures == 0
+        assert snap.failure_rate == ewma("FFFFS")
+        assert snap.state is CLOSED
+
+    def test_errors_outside_failure_on_count_as_success_in_half_open(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """A probe raising an exception outside failure_on counts towards closing."""
+        breaker = make(failure_on=Boom, success_threshold=2)
+        half_open(breaker, clock)
+        with pytest.raises(ValueError):
+            breaker.call(int, "x")
+        assert breaker.state is CLOSED
+
+    def test_ignore_wins_over_failure_on(self, make: Callable[..., CircuitBreaker]) -> None:
+        """An exception in both ignore and failure_on is ignored."""
+        breaker = make(failure_threshold=1, failure_on=(LookupError,), ignore=(KeyError,))
+        with pytest.raises(KeyError):
+            breaker.call(lambda: {}["x"])
+        assert breaker.state is CLOSED
+        with pytest.raises(IndexError):
+            breaker.call([].pop)
+        assert breaker.state is OPEN
+
+    def test_base_exceptions_count_neither_way(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """KeyboardInterrupt counts neither way and gives back the probe slot."""
+        breaker = make(failure_threshold=1)
+
+        def interrupt() -> NoReturn:
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            breaker.call(interrupt)
+        assert breaker.state is CLOSED
+        drive(breaker, "F")
+        clock.advance(30)
+        with pytest.raises(KeyboardInterrupt):
+            breaker.call(interrupt)
+        assert breaker.state is HALF_OPEN
+        assert breaker.snapshot().half_open_calls == 0
+        assert breaker.snapshot().consecutive_successes == 0
+
+    def test_the_users_exception_is_not_wrapped(self, make: Callable[..., CircuitBreaker]) -> None:
+        """The guarded function's exception propagates as the same object."""
+        breaker = make()
+        error = Boom("original")
+
+        def raise_it() -> NoReturn:
+            raise error
+
+        with pytest.raises(Boom) as info:
+            breaker.call(raise_it)
+        assert info.value is error
+
+
+class TestForms:
+    @pytest.mark.parametrize("form", ["call", "decorator", "with"])
+    def test_sync_forms_count_outcomes(
+        self, make: Callable[..., CircuitBreaker], form: str
+    ) -> None:
+        """call(), @breaker and `with breaker:` all count failures and pass results."""
+        breaker = make(failure_threshold=2)
+
+        def run(fn: Callable[[], Any]) -> Any:
+            if form == "call":
+                return breaker.call(fn)
+            if form == "decorator":
+                return breaker(fn)()
+            with breaker:
+                return fn()
+
+        assert run(succeed) == "ok"
+        with pytest.raises(Boom):
+            run(fail)
+        assert breaker.snapshot().consecutive_failures == 1
+        with pytest.raises(Boom):
+            run(fail)
+        assert breaker.state is OPEN
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("form", ["call_async", "decorator", "async_with"])
+    async def test_async_forms_count_outcomes(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock, form: str
+    ) -> None:
+        """call_async(), @breaker on async def and `async with` count outcomes alike."""
+        breaker = make(failure_threshold=2, success_threshold=1)
+
+        async def ok() -> str:
+            return "ok"
+
+        async def bad() -> NoReturn:
+            raise Boom
+
+        async def run(fn: Callable[[], Any]) -> Any:
+            if form == "call_async":
+                return await breaker.call_async(fn)
+            if form == "decorator":
+                return await breaker(fn)()
+            async with breaker:
+                return await fn()
+
+        assert await run(ok) == "ok"
+        for _ in range(2):
+            with pytest.raises(Boom):
+                await run(bad)
+        assert breaker.state is OPEN
+        with pytest.raises(CircuitOpenError):
+            await run(ok)
+        clock.advance(30)
+        assert await run(ok) == "ok"
+        assert breaker.state is CLOSED
+
+    def test_decorator_keeps_the_signature(self, make: Callable[..., CircuitBreaker]) -> None:
+        """@breaker keeps the function's name and passes arguments through."""
+        breaker = make()
+
+        @breaker
+        def add(a: int, b: int = 0) -> int:
+            """Add."""
+            return a + b
+
+        assert add.__name__ == "add"
+        assert add.__doc__ == "Add."
+        assert add(1, b=2) == 3
+
+
+class TestManualRecording:
+    def test_record_failure_trips(
+        self, make: Callable[..., CircuitBreaker], events: list[Event]
+    ) -> None:
+        """record_failure() counts like a failed call."""
+        breaker = make(failure_threshold=3)
+        for _ in range(3):
+            breaker.record_failure()
+        assert breaker.state is OPEN
+        assert changes(events) == [(CLOSED, OPEN, "consecutive_failures", 0.0)]
+
+    def test_record_success_counts_like_a_success(
+        self, make: Callable[..., CircuitBreaker]
+    ) -> None:
+        """record_success() resets the consecutive count and halves the rate."""
+        breaker = make(failure_threshold=3)
+        breaker.record_failure()
+        breaker.record_failure()
+        breaker.record_success()
+        snap = breaker.snapshot()
+        assert snap.consecutive_failures == 0
+        assert snap.failure_rate == ewma("FFS")
+
+    def test_record_in_half_open(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """While half-open, record_success() counts towards closing, record_failure() re-opens."""
+        breaker = make(success_threshold=3)
+        half_open(breaker, clock)
+        breaker.record_success()
+        assert breaker.snapshot().consecutive_successes == 2
+        breaker.record_failure()
+        assert breaker.state is OPEN
+        clock.advance(30)
+        breaker.call(succeed)
+        breaker.record_success()
+        breaker.record_success()
+        assert breaker.state is CLOSED
+
+    def test_record_while_open_changes_nothing(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """Outcomes recorded while open neither extend nor end the open period."""
+        breaker = make(failure_threshold=1)
+        breaker.record_failure()
+        clock.advance(10)
+        breaker.record_failure()
+        breaker.record_success()
+        snap = breaker.snapshot()
+        assert snap.state is OPEN
+        assert snap.retry_after == 20.0
+
+
+class TestForceOpenAndReset:
+    def test_force_open_stays_open(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """A forced-open breaker rejects with retry_after None, long past open_timeout."""
+        breaker = make(open_timeout=5.0)
+        clock.advance(1)
+        breaker.force_open()
+        assert breaker.state is OPEN
+        clock.advance(1000)
+        ran = []
+        with pytest.raises(CircuitOpenError) as info:
+            breaker.call(ran.append, 1)
+        assert ran == []
+        assert info.value.retry_after is None
+        snap = breaker.snapshot()
+        assert (snap.state, snap.retry_after, snap.open_reason) == (OPEN, None, "forced_open")
+        assert changes(events) == [(CLOSED, OPEN, "forced_open", 1.0)]
+        assert rejections(events) == [(OPEN, None, 1001.0)]
+
+    def test_force_open_an_open_breaker(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """Forcing an already open breaker keeps it open past its timeout."""
+        breaker = make(failure_threshold=1)
+        drive(breaker, "F")
+        breaker.force_open()
+        clock.advance(100)
+        with pytest.raises(CircuitOpenError):
+            breaker.call(succeed)
+        assert breaker.snapshot().retry_after is None
+
+    def test_force_open_ignores_running_probes(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """A probe that succeeds after force_open() does not count."""
+        breaker = make(success_threshold=1)
+        open_breaker(breaker)
+        clock.advance(30)
+        with breaker:
+            breaker.force_open()
+        assert breaker.state is OPEN
+
+    def test_reset_closes_and_clears(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """reset() closes a forced-open breaker and clears every counter."""
+        breaker = make()
+        drive(breaker, "FFF")
+        breaker.force_open()
+        clock.advance(2)
+        breaker.reset()
+        snap = breaker.snapshot()
+        assert snap == BreakerSnapshot(
+            name="cb",
+            state=CLOSED,
+            consecutive_failures=0,
+            consecutive_successes=0,
+            failure_rate=0.0,
+            half_open_calls=0,
+            last_change=2.0,
+            open_reason=None,
+            retry_after=None,
+        )
+        assert changes(events) == [(CLOSED, OPEN, "forced_open", 0.0), (OPEN, CLOSED, "reset", 2.0)]
+        assert breaker.call(succeed) == "ok"
+        drive(breaker, "FFFF")
+        assert breaker.state is CLOSED
+
+    def test_reset_from_half_open(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """reset() closes a half-open breaker."""
+        breaker = make()
+        half_open(breaker, clock)
+        breaker.reset()
+        assert breaker.state is CLOSED
+        assert changes(events)[-1] == (HALF_OPEN, CLOSED, "reset", 30.0)
+
+    def test_reset_while_closed_clears_counters(
+        self, make: Callable[..., CircuitBreaker], events: list[Event]
+    ) -> None:
+        """reset() on a closed breaker clears its counters without an event."""
+        breaker = make()
+        drive(breaker, "FFFF")
+        breaker.reset()
+        snap = breaker.snapshot()
+        assert (snap.consecutive_failures, snap.failure_rate) == (0, 0.0)
+        assert changes(events) == []
+        drive(breaker, "FFFF")
+        assert breaker.state is CLOSED
+
+    def test_reset_ignores_calls_admitted_before(self, make: Callable[..., CircuitBreaker]) -> None:
+        """A call admitted before reset() that fails afterwards is not counted."""
+        breaker = make(failure_threshold=1)
+
+        def fail_after_reset() -> NoReturn:
+            breaker.reset()
+            raise Boom
+
+        with pytest.raises(Boom):
+            breaker.call(fail_after_reset)
+        assert breaker.state is CLOSED
+        assert breaker.snapshot().consecutive_failures == 0
+
+    def test_reset_ignores_probes_admitted_before(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """A probe admitted before reset() that fails afterwards does not re-open."""
+        breaker = make(failure_threshold=1)
+        drive(breaker, "F")
+        clock.advance(30)
+
+        def probe() -> NoReturn:
+            with breaker:
+                breaker.reset()
+                raise Boom
+
+        with pytest.raises(Boom):
+            probe()
+        assert breaker.state is CLOSED
+        assert breaker.snapshot().consecutive_failures == 0
+
+
+class TestSnapshot:
+    def test_snapshot_is_frozen(self, make: Callable[..., CircuitBreaker]) -> None:
+        """A snapshot cannot be modified."""
+        snap = make().snapshot()
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            snap.state = OPEN  # type: ignore[misc]
+
+    def test_snapshot_is_a_copy(self, make: Callable[..., CircuitBreaker]) -> None:
+        """A snapshot keeps its values when the breaker moves on."""
+        breaker = make()
+        drive(breaker, "FF")
+        snap = breaker.snapshot()
+        drive(breaker, "FFF")
+        assert snap.state is CLOSED
+        assert snap.consecutive_failures == 2
+        assert breaker.snapshot().state is OPEN
+
+    def test_snapshot_in_every_state(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """The snapshot reports state, counters, last change, reason and retry_after."""
+        breaker = make(name="db", success_threshold=3, half_open_max_calls=2)
+        clock.advance(1)
+        drive(breaker, "FF")
+        snap = breaker.snapshot()
+        assert snap.name == "db"
+        assert (snap.state, snap.consecutive_failures, snap.failure_rate) == (
+            CLOSED,
+            2,
+            ewma("FF"),
+        )
+        assert (snap.last_change, snap.open_reason, snap.retry_after) == (0.0, None, None)
+        drive(breaker, "FFF")
+        clock.advance(4)
+        snap = breaker.snapshot()
+        assert (snap.state, snap.last_change, snap.open_reason, snap.retry_after) == (
+            OPEN,
+            1.0,
+            "consecutive_failures",
+            26.0,
+        )
+        clock.advance(26)
+        with breaker:
+            drive(breaker, "S")
+            snap = breaker.snapshot()
+        assert snap.state is HALF_OPEN
+        assert (snap.consecutive_successes, snap.half_open_calls) == (1, 1)
+        assert (snap.last_change, snap.retry_after) == (31.0, None)
+        assert snap.open_reason == "consecutive_failures"
+
+
+class TestEvents:
+    def test_a_whole_cycle(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """Each transition and rejection is published once, with source and clock time."""
+        breaker = make(name="svc", failure_threshold=2, success_threshold=2, open_timeout=10)
+        clock.advance(1)
+        drive(breaker, "FF")
+        clock.advance(3)
+        with pytest.raises(CircuitOpenError):
+            breaker.call(succeed)
+        clock.advance(7)
+        drive(breaker, "F")
+        clock.advance(10)
+        drive(breaker, "S")
+        clock.advance(1)
+        drive(breaker, "S")
+        assert events == [
+            CircuitStateChanged(
+                source="svc", at=1.0, old=CLOSED, new=OPEN, reason="consecutive_failures"
+            ),
+            CallRejected(source="svc", at=4.0, state=OPEN, retry_after=7.0),
+            CircuitStateChanged(
+                source="svc", at=11.0, old=OPEN, new=HALF_OPEN, reason="open_timeout_elapsed"
+            ),
+            CircuitStateChanged(
+                source="svc", at=11.0, old=HALF_OPEN, new=OPEN, reason="probe_failed"
+            ),
+            CircuitStateChanged(
+                source="svc", at=21.0, old=OPEN, new=HALF_OPEN, reason="open_timeout_elapsed"
+            ),
+            CircuitStateChanged(
+                source="svc", at=22.0, old=HALF_OPEN, new=CLOSED, reason="probe_succeeded"
+            ),
+        ]
+
+    def test_a_raising_handler_does_not_break_the_breaker(
+        self, make: Callable[..., CircuitBreaker], bus: EventBus, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A handler that raises is logged; the breaker still trips and rejects."""
+
+        def broken(event: Event) -> None:
+            raise RuntimeError("handler bug")
+
+        bus.subscribe(Event, broken)
+        breaker = make(failure_threshold=1)
+        drive(breaker, "F")
+        with pytest.raises(CircuitOpenError):
+            breaker.call(succeed)
+        assert breaker.state is OPEN
+        assert "handler bug" in caplog.text
+
+    def test_publishes_on_the_default_bus(self, clock: ManualClock) -> None:
+        """Without bus=, events go to resilio.default_bus()."""
+        from resilio import default_bus
+
+        seen: list[Event] = []
+        unsubscribe = default_bus().subscribe(CircuitStateChanged, seen.append)
+        try:
+            breaker = CircuitBreaker(name="default-bus-test", clock=clock)
+            breaker.force_open()
+        finally:
+            unsubscribe()
+        assert [(e.source, e.reason) for e in seen] == [("default-bus-test", "forced_open")]
+
+
+class TestStaleOutcomes:
+    def test_failure_after_reopening_is_ignored(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """A call admitted while closed that fails once the breaker is half-open is ignored."""
+        breaker = make(success_threshold=3)
+
+        def slow_failure() -> NoReturn:
+            open_breaker(breaker)
+            clock.advance(30)
+            breaker.call(succeed)  # a probe: now HALF_OPEN
+            raise Boom
+
+        with pytest.raises(Boom):
+            breaker.call(slow_failure)
+        snap = breaker.snapshot()
+        assert snap.state is HALF_OPEN
+        assert snap.consecutive_successes == 1
+
+    def test_success_after_reopening_is_ignored(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """A stale success does not count towards closing a half-open breaker."""
+        breaker = make(success_threshold=2)
+        with breaker:
+            half_open(breaker, clock)
+        snap = breaker.snapshot()
+        assert snap.state is HALF_OPEN
+        assert snap.consecutive_successes == 1
+
+    def test_failure_from_an_earlier_closed_period_is_ignored(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """A failure admitted in one closed period does not count in the next one."""
+        breaker = make(failure_threshold=1, success_threshold=1)
+
+        def outlive_a_cycle() -> NoReturn:
+            breaker.record_failure()
+            clock.advance(30)
+            breaker.call(succeed)  # closes again
+            raise Boom
+
+        with pytest.raises(Boom):
+            breaker.call(outlive_a_cycle)
+        assert breaker.state is CLOSED
+        assert breaker.snapshot().consecutive_failures == 0
+
+    def test_stale_failure_while_open_keeps_the_timeout(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """A stale failure while open does not restart the open timeout."""
+        breaker = make()
+
+        def outlive_the_closed_period() -> NoReturn:
+            with breaker:
+                open_breaker(breaker)
+                clock.advance(10)
+                raise Boom
+
+        with pytest.raises(Boom):
+            outlive_the_closed_period()
+        assert breaker.snapshot().retry_after == 20.0
+
+
+class TestHungProbe:
+    def test_a_new_probe_after_another_timeout(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """A probe silent for open_timeout is presumed hung; its late failure is ignored."""
+        breaker = make(failure_threshold=1, open_timeout=10.0, success_threshold=2)
+        drive(breaker, "F")
+        clock.advance(10)
+
+        def hung_probe() -> NoReturn:  # admitted at t=10
+            clock.advance(9.5)
+            with pytest.raises(CircuitOpenError):
+                breaker.call(succeed)
+            clock.advance(0.5)
+            drive(breaker, "S")  # a fresh probe at t=20
+            assert breaker.snapshot().consecutive_successes == 1
+            raise Boom
+
+        with pytest.raises(Boom):
+            breaker.call(hung_probe)
+        snap = breaker.snapshot()
+        assert snap.state is HALF_OPEN
+        assert snap.consecutive_successes == 1
+        assert snap.half_open_calls == 0
+        drive(breaker, "S")
+        assert breaker.state is CLOSED
+
+    def test_late_success_of_a_hung_probe_is_ignored(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """A hung probe's late success does not count towards closing."""
+        breaker = make(failure_threshold=1, open_timeout=10.0, success_threshold=2)
+        drive(breaker, "F")
+        clock.advance(10)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(breaker)  # the hung probe, admitted at t=10
+            clock.advance(10)
+            stack.enter_context(breaker)  # its replacement at t=20
+            with pytest.raises(CircuitOpenError):
+                breaker.call(succeed)
+        # Both returned successfully, but only the replacement counts.
+        snap = breaker.snapshot()
+        assert snap.state is HALF_OPEN
+        assert snap.consecutive_successes == 1
+        assert snap.half_open_calls == 0
+
+    @pytest.mark.anyio
+    async def test_late_outcome_does_not_free_the_new_probes_slot(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """When the hung probe returns first, the replacement still holds the only slot."""
+        breaker = make(failure_threshold=1, open_timeout=10.0, success_threshold=1)
+        drive(breaker, "F")
+        clock.advance(10)
+        release_hung, release_new = anyio.Event(), anyio.Event()
+
+        async def probe(release: anyio.Event) -> None:
+            async with breaker:
+                await release.wait()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(probe, release_hung)
+            await anyio.wait_all_tasks_blocked()
+            clock.advance(10)
+            tg.start_soon(probe, release_new)
+            await anyio.wait_all_tasks_blocked()
+            release_hung.set()
+            await anyio.wait_all_tasks_blocked()
+            assert breaker.state is HALF_OPEN
+            assert breaker.snapshot().half_open_calls == 1
+            with pytest.raises(CircuitOpenError):
+                breaker.call(succeed)
+            release_new.set()
+        assert breaker.state is CLOSED
+
+
+@pytest.fixture
+def probe_log() -> list[str]:
+    """A record of health-check probe calls."""
+    return []
+
+
+async def settle(clock: ManualClock) -> None:
+    """Let every task run until the health-check task sleeps on the clock again."""
+    with anyio.fail_after(5):
+        while True:
+            await anyio.wait_all_tasks_blocked()
+            if clock.sleepers:
+                return
+            await anyio.sleep(0.001)  # a sync probe is still running in its thread
+
+
+async def tick(clock: ManualClock, seconds: float) -> None:
+    """Advance the clock and let the health-check task act on it."""
+    clock.advance(seconds)
+    await settle(clock)
+
+
+def make_probe(kind: str, result: Any, log: list[str]) -> Callable[[], Any]:
+    """A sync or async probe that logs each call and returns or raises *result*."""
+
+    def outcome() -> Any:
+        log.append("probe")
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    if kind == "sync":
+        return outcome
+
+    async def probe() -> Any:
+        await anyio.lowlevel.checkpoint()
+        return outcome()
+
+    return probe
+
+
+@pytest.mark.anyio
+class TestHealthCheck:
+    @pytest.mark.parametrize("kind", ["sync", "async"])
+    @pytest.mark.parametrize("result", [True, None, "up"])
+    async def test_a_healthy_probe_half_opens_early(
+        self,
+        *,
+        make: Callable[..., CircuitBreaker],
+        clock: ManualClock,
+        events: list[Event],
+        probe_log: list[str],
+        kind: str,
+        result: Any,
+    ) -> None:
+        """A probe that returns (anything but False) moves an open breaker to HALF_OPEN."""
+        breaker = make(failure_threshold=1, open_timeout=30.0)
+        drive(breaker, "F")
+        async with breaker.health_check(make_probe(kind, result, probe_log), interval=2.0):
+            await settle(clock)
+            await tick(clock, 1.0)
+            assert probe_log == []
+            await tick(clock, 1.0)
+            assert probe_log == ["probe"]
+            assert breaker.state is HALF_OPEN
+            assert changes(events)[-1] == (OPEN, HALF_OPEN, "health_check", 2.0)
+            await tick(clock, 2.0)
+            assert probe_log == ["probe"]  # no probing while half-open
+        assert breaker.call(succeed) == "ok"
+        assert breaker.snapshot().consecutive_successes == 1
+
+    @pytest.mark.parametrize("kind", ["sync", "async"])
+    @pytest.mark.parametrize("result", [False, ConnectionError("down"), Boom()])
+    async def test_an_unhealthy_probe_keeps_it_open(
+        self,
+        *,
+        make: Callable[..., CircuitBreaker],
+        clock: ManualClock,
+        events: list[Event],
+        probe_log: list[str],
+        kind: str,
+        result: Any,
+    ) -> None:
+        """A probe that raises or returns False leaves the breaker open; it is tried again."""
+        breaker = make(failure_threshold=1, open_timeout=30.0)
+        drive(breaker, "F")
+        async with breaker.health_check(make_probe(kind, result, probe_log), interval=1.0):
+            await settle(clock)
+            for _ in range(3):
+                await tick(clock, 1.0)
+        assert probe_log == ["probe"] * 3
+        assert breaker.state is OPEN
+        assert breaker.snapshot().retry_after == 27.0
+        assert [c[2] for c in changes(events)] == ["consecutive_failures"]
+
+    async def test_probing_stops_when_the_probe_recovers(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock, probe_log: list[str]
+    ) -> None:
+        """Failing probes keep it open until the first healthy one."""
+        breaker = make(failure_threshold=1)
+        drive(breaker, "F")
+        healthy = [False, False, True]
+
+        async def probe() -> bool:
+            probe_log.append("probe")
+            return healthy[len(probe_log) - 1]
+
+        async with breaker.health_check(probe, interval=1.0):
+            await settle(clock)
+            await tick(clock, 1.0)
+            await tick(clock, 1.0)
+            assert breaker.state is OPEN
+            await tick(clock, 1.0)
+            assert breaker.state is HALF_OPEN
+        assert len(probe_log) == 3
+
+    @pytest.mark.parametrize("kind", ["sync", "async"])
+    async def test_no_probes_while_closed(
+        self,
+        make: Callable[..., CircuitBreaker],
+        clock: ManualClock,
+        probe_log: list[str],
+        kind: str,
+    ) -> None:
+        """The probe is never called while the breaker is closed."""
+        breaker = make()
+        async with breaker.health_check(make_probe(kind, True, probe_log), interval=1.0):
+            await settle(clock)
+            for _ in range(5):
+                await tick(clock, 1.0)
+        assert probe_log == []
+        assert breaker.state is CLOSED
+
+    async def test_no_probes_while_forced_open(
+        self,
+        make: Callable[..., CircuitBreaker],
+        clock: ManualClock,
+        probe_log: list[str],
+    ) -> None:
+        """A forced-open breaker is never probed and stays open."""
+        breaker = make()
+        breaker.force_open()
+        async with breaker.health_check(make_probe("async", True, probe_log), interval=1.0):
+            await settle(clock)
+            for _ in range(5):
+                await tick(clock, 1.0)
+        assert probe_log == []
+        assert breaker.state is OPEN
+
+    async def test_probing_starts_when_it_opens(
+        self,
+        make: Callable[..., CircuitBreaker],
+        clock: ManualClock,
+        probe_log: list[str],
+    ) -> None:
+        """A breaker that trips inside the block is probed at the next interval."""
+        breaker = make(failure_threshold=1)
+        async with breaker.health_check(make_probe("async", True, probe_log), interval=1.0):
+            await settle(clock)
+            await tick(clock, 1.0)
+            drive(breaker, "F")
+            await tick(clock, 1.0)
+            assert probe_log == ["probe"]
+            assert breaker.state is HALF_OPEN
+
+    async def test_the_task_stops_with_the_block(
+        self,
+        make: Callable[..., CircuitBreaker],
+        clock: ManualClock,
+        probe_log: list[str],
+    ) -> None:
+        """Leaving the block stops the health-check task."""
+        breaker = make(failure_threshold=1)
+        async with breaker.health_check(make_probe("async", True, probe_log), interval=1.0):
+            await settle(clock)
+            assert clock.sleepers == 1
+        assert clock.sleepers == 0
+        drive(breaker, "F")
+        clock.advance(1.0)
+        await anyio.wait_all_tasks_blocked()
+        assert probe_log == []
+        assert breaker.state is OPEN
+
+    async def test_the_task_stops_when_the_block_raises(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """An error in the block propagates and stops the health-check task."""
+        breaker = make()
+
+        async def fail_inside() -> NoReturn:
+            async with breaker.health_check(lambda: True, interval=1.0):
+                await settle(clock)
+                raise Boom
+
+        with pytest.raises(Boom):
+            await fail_inside()
+        assert clock.sleepers == 0
+
+    @pytest.mark.parametrize(
+        ("probe", "interval", "error", "param"),
+        [
+            (None, 1.0, TypeError, "probe"),
+            ("probe", 1.0, TypeError, "probe"),
+            (succeed, 0, ValueError, "interval"),
+            (succeed, -1.0, ValueError, "interval"),
+            (succeed, math.nan, ValueError, "interval"),
+            (succeed, math.inf, ValueError, "interval"),
+            (succeed, "1", TypeError, "interval"),
+        ],
+    )
+    async def test_bad_arguments(
+        self,
+        make: Callable[..., CircuitBreaker],
+        probe: Any,
+        interval: Any,
+        error: type[Exception],
+        param: str,
+    ) -> None:
+        """health_check() rejects a non-callable probe and a bad interval."""
+        breaker = make()
+        with pytest.raises(error, match=f"'{param}'"):
+            async with breaker.health_check(probe, interval=interval):
+                pass
+
+
+INT_PARAMS = ["failure_threshold", "success_threshold", "half_open_max_calls"]
+BAD_INTS: list[tuple[Any, type[Exception]]] = [
+    (0, ValueError),
+    (-1, ValueError),
+    ("5", TypeError),
+    (True, TypeError),
+    (5.0, TypeError),
+    (None, TypeError),
+]
+BAD_RATES: list[tuple[Any, type[Exception]]] = [
+    (0, ValueError),
+    (0.0, ValueError),
+    (-0.5, ValueError),
+    (1.01, ValueError),
+    (math.nan, ValueError),
+    (math.inf, ValueError),
+    ("0.5", TypeError),
+    (True, TypeError),
+    (None, TypeError),
+]
+BAD_DURATIONS: list[tuple[Any, type[Exception]]] = [
+    (0, ValueError),
+    (-1.0, ValueError),
+    (math.nan, ValueError),
+    (math.inf, ValueError),
+    (-math.inf, ValueError),
+    ("30", TypeError),
+    (True, TypeError),
+    (None, TypeError),
+]
+BAD_EXCEPTION_SETS: list[tuple[Any, type[Exception]]] = [
+    (42, TypeError),
+    ("ValueError", TypeError),
+    ((ValueError, int), TypeError),
+    ((ValueError, "KeyError"), TypeError),
+    ((ValueError(),), TypeError),
+    (None, TypeError),
+]
+BAD_CONFIGS: list[tuple[str, Any, type[Exception]]] = [
+    *[(param, value, error) for param in INT_PARAMS for value, error in BAD_INTS],
+    *[("failure_rate_threshold", value, error) for value, error in BAD_RATES],
+    *[("open_timeout", value, error) for value, error in BAD_DURATIONS],
+    *[
+        (param, value, error)
+        for param in ("failure_on", "ignore")
+        for value, error in BAD_EXCEPTION_SETS
+    ],
+    ("name", "", ValueError),
+    ("name", 5, TypeError),
+    ("name", None, TypeError),
+    ("clock", object(), TypeError),
+    ("clock", None, TypeError),
+    ("bus", object(), TypeError),
+]
+
+
+class TestConfiguration:
+    @pytest.mark.parametrize(("param", "value", "error"), BAD_CONFIGS)
+    def test_bad_values_are_rejected(
+        self, clock: ManualClock, param: str, value: Any, error: type[Exception]
+    ) -> None:
+        """Each bad constructor argument fails at once, naming the parameter."""
+        options: dict[str, Any] = {"clock": clock, param: value}
+        with pytest.raises(error, match=f"'{param}'"):
+            CircuitBreaker(**options)
+
+    @pytest.mark.parametrize(
+        ("param", "value"),
+        [
+            ("failure_threshold", 0),
+            ("failure_rate_threshold", 1.5),
+            ("open_timeout", -2.5),
+            ("open_timeout", math.nan),
+        ],
+    )
+    def test_message_shows_the_value(self, clock: ManualClock, param: str, value: Any) -> None:
+        """The error message also shows the bad value."""
+        with pytest.raises(ValueError) as info:
+            CircuitBreaker(clock=clock, **{param: value})
+        assert repr(value) in str(info.value)
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            {"failure_threshold": 1},
+            {"failure_rate_threshold": 1.0},
+            {"failure_rate_threshold": 1},
+            {"failure_rate_threshold": 1e-9},
+            {"success_threshold": 1},
+            {"open_timeout": 1e-3},
+            {"open_timeout": 1},
+            {"half_open_max_calls": 1},
+            {"failure_on": ConnectionError},
+            {"failure_on": [ConnectionError, TimeoutError]},
+            {"ignore": KeyError},
+            {"ignore": ()},
+            {"name": "x"},
+        ],
+    )
+    def test_edge_values_are_accepted(self, clock: ManualClock, options: dict[str, Any]) -> None:
+        """Values on the edge of their range are valid."""
+        breaker = CircuitBreaker(clock=clock, **options)
+        assert breaker.state is CLOSED
+
+
+class TestPredicates:
+    """``failure_on`` and ``ignore`` also take a predicate on the exception."""
+
+    def test_failure_on_predicate(self, clock: ManualClock) -> None:
+        """Only exceptions the predicate accepts count as failures."""
+        breaker = CircuitBreaker(
+            clock=clock,
+            failure_threshold=2,
+            failure_on=lambda exc: isinstance(exc, OSError) and exc.errno == 503,
+        )
+        for _ in range(3):
+            with pytest.raises(OSError):
+                breaker.call(_raise, OSError(404, "not found"))
+        assert breaker.state is CircuitState.CLOSED
+        for _ in range(2):
+            with pytest.raises(OSError):
+                breaker.call(_raise, OSError(503, "unavailable"))
+        assert breaker.state is CircuitState.OPEN
+
+    def test_ignore_predicate(self, clock: ManualClock) -> None:
+        """Exceptions the ignore predicate accepts count neither way."""
+        breaker = CircuitBreaker(
+            clock=clock, failure_threshold=1, ignore=lambda exc: "ignored" in str(exc)
+        )
+        with pytest.raises(ValueError):
+            breaker.call(_raise, ValueError("ignored"))
+        assert breaker.state is CircuitState.CLOSED
+        with pytest.raises(ValueError):
+            breaker.call(_raise, ValueError("counted"))
+        assert breaker.state is CircuitState.OPEN
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
