@@ -9,6 +9,8 @@ outcome costs O(1) and the memory is fixed at construction, whatever the call ra
 
 from __future__ import annotations
 
+import itertools
+import sys
 from typing import Any
 
 import attrs
@@ -24,6 +26,10 @@ _CALL = 1
 _FAILED = 2
 _SLOW = 4
 _SUCCESS = bytes([_CALL])
+
+# ``next()`` on an itertools.count is one indivisible step under the GIL; on a
+# free-threaded build the hot path takes the lock instead.
+_ATOMIC_TICKS = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 @attrs.frozen(kw_only=True)
@@ -104,9 +110,9 @@ class SlidingWindowBreaker(BreakerBase):
         "_counted",
         "_counts",
         "_failures",
+        "_fast_gen",
         "_head",
         "_min_calls",
-        "_pending",
         "_rate_threshold",
         "_ring",
         "_ring_calls",
@@ -115,6 +121,8 @@ class SlidingWindowBreaker(BreakerBase):
         "_slow_after",
         "_slow_threshold",
         "_slows",
+        "_ticks",
+        "_ticks_folded",
         "_warm",
         "_width",
         "_window_duration",
@@ -139,8 +147,10 @@ class SlidingWindowBreaker(BreakerBase):
         clock: Clock = SYSTEM_CLOCK,
         bus: EventBus | None = None,
     ) -> None:
-        self._calls = self._failures = self._slows = self._pending = self._head = 0
+        self._calls = self._failures = self._slows = self._head = self._ticks_folded = 0
         self._warm = False
+        self._fast_gen = -1
+        self._ticks = itertools.count()
         self._window_size = _validate.integer("window_size", window_size, ge=1)
         self._window_duration = _validate.optional_number("window_duration", window_duration, gt=0)
         self._min_calls = _validate.integer("min_calls", min_calls, ge=1)
@@ -189,23 +199,15 @@ class SlidingWindowBreaker(BreakerBase):
         return (gen, self._now())
 
     def _on_success(self, token: Any) -> None:
-        if self._counted:
-            # The hot path: a success in a closed count-based window only bumps a
-            # counter; the successes are written into the ring in one C-speed
-            # slice (_fold) before the window is next read, and since nothing
-            # else happened in between, they land in the order they happened.
-            # Once min_calls outcomes are in (``_warm``), a success can only lower
-            # the failure rate, so it needs no evaluation either; before that it
-            # takes the full path, which may trip the breaker.
-            # (Explicit acquire/release: ``with lock`` costs twice as much.)
-            lock = self._lock
-            lock.acquire()
-            try:
-                if token == self._gen and self._state is CLOSED and self._warm:
-                    self._pending += 1
-                    return
-            finally:
-                lock.release()
+        # The hot path: once a closed count-based window holds min_calls outcomes,
+        # a success can only lower the failure rate, so it needs no evaluation and
+        # no lock: it ticks a counter (one atomic C call) and _fold() writes the
+        # ticks into the ring, in one slice, before the window is next read. Any
+        # transition changes the generation, so a stale token never matches.
+        ticks = self._ticks
+        if token == self._fast_gen:
+            next(ticks)
+            return
         self._outcome(token, failed=False)
 
     def _on_error(self, token: Any, exc: Exception) -> None:
@@ -223,6 +225,10 @@ class SlidingWindowBreaker(BreakerBase):
 
     def _release(self, token: Any) -> None:
         BreakerBase._release(self, token if self._slow_after is None else token[0])
+
+    def _move(self, new: CircuitState, reason: str, now: float | None = None) -> Any:
+        self._fast_gen = -1
+        return BreakerBase._move(self, new, reason, now)
 
     # -- the window -----------------------------------------------------------------
 
@@ -252,7 +258,10 @@ class SlidingWindowBreaker(BreakerBase):
         calls, failures, slows = self._totals()
         if calls < self._min_calls:
             return None
-        self._warm = True
+        if not self._warm:
+            self._warm = True
+            if self._counted and _ATOMIC_TICKS:
+                self._fast_gen = self._gen
         if failures / calls >= self._rate_threshold:
             return "failure_rate"
         if self._slow_after is not None and slows / calls >= self._slow_threshold:
@@ -280,10 +289,11 @@ class SlidingWindowBreaker(BreakerBase):
 
     def _fold(self) -> None:
         """Write the successes counted by the hot path into the ring (lock held)."""
-        pending = self._pending
+        ticked = next(self._ticks)  # this call's own tick is not a success
+        pending = ticked - self._ticks_folded
+        self._ticks_folded = ticked + 1
         if not pending:
             return
-        self._pending = 0
         size = self._window_size
         ring = self._ring
         counts = self._counts
@@ -321,8 +331,10 @@ class SlidingWindowBreaker(BreakerBase):
         self._head = epoch
 
     def _clear_counts(self) -> None:
-        self._calls = self._failures = self._slows = self._pending = 0
+        self._calls = self._failures = self._slows = self._ticks_folded = 0
+        self._ticks = itertools.count()
         self._warm = False
+        self._fast_gen = -1
         if self._width:
             for ring in (self._ring_calls, self._ring_failures, self._ring_slows):
                 ring[:] = [0] * self.BUCKETS
