@@ -210,13 +210,15 @@ class TestManualClockSchedule:
         clock.advance(10.0)
         assert fired == [5.0]
 
-    def test_past_deadline_fires_on_next_advance_zero(self, clock: ManualClock) -> None:
-        """A deadline already reached fires at the next advance, even advance(0)."""
+    def test_past_deadline_fires_at_once(self, clock: ManualClock) -> None:
+        """A deadline already reached fires at once, and never again."""
         clock.advance(10.0)
         fired: list[str] = []
-        clock.schedule(3.0, lambda: fired.append("late"))
-        assert fired == []
+        handle = clock.schedule(3.0, lambda: fired.append("late"))
+        assert fired == ["late"]
+        assert clock.sleepers == 0
         clock.advance(0)
+        clock.cancel(handle)
         assert fired == ["late"]
 
     def test_callbacks_fire_in_deadline_order(self, clock: ManualClock) -> None:

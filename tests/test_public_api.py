@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import inspect
 from collections.abc import Callable
@@ -141,6 +142,8 @@ class TestVersion:
 PRIMITIVES: dict[str, Callable[..., Any]] = {
     "CircuitBreaker": CircuitBreaker,
     "SlidingWindowBreaker": SlidingWindowBreaker,
+    "TokenBucket": functools.partial(resilio.TokenBucket, 10, 5),
+    "LeakyBucket": functools.partial(resilio.LeakyBucket, 10, 5),
 }
 
 

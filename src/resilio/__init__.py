@@ -14,15 +14,19 @@ from ._clock import Clock as Clock
 from ._clock import ManualClock as ManualClock
 from ._clock import SystemClock as SystemClock
 from ._errors import CircuitOpenError as CircuitOpenError
+from ._errors import RateLimitExceeded as RateLimitExceeded
 from ._errors import RejectedError as RejectedError
 from ._errors import ResilioError as ResilioError
 from ._events import CallRejected as CallRejected
 from ._events import CircuitStateChanged as CircuitStateChanged
 from ._events import Event as Event
 from ._events import EventBus as EventBus
+from ._events import RateLimited as RateLimited
 from ._events import default_bus as default_bus
+from ._leaky_bucket import LeakyBucket as LeakyBucket
 from ._sliding_breaker import SlidingWindowBreaker as SlidingWindowBreaker
 from ._sliding_breaker import WindowSnapshot as WindowSnapshot
+from ._token_bucket import TokenBucket as TokenBucket
 
 __all__ = [
     "BreakerSnapshot",
@@ -34,11 +38,15 @@ __all__ = [
     "Clock",
     "Event",
     "EventBus",
+    "LeakyBucket",
     "ManualClock",
+    "RateLimitExceeded",
+    "RateLimited",
     "RejectedError",
     "ResilioError",
     "SlidingWindowBreaker",
     "SystemClock",
+    "TokenBucket",
     "WindowSnapshot",
     "default_bus",
 ]

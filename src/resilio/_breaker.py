@@ -248,6 +248,7 @@ class BreakerBase(Guard):
             await self._clock.sleep_async(interval)
             if self._state is not OPEN or self._forced:
                 continue
+            gen = self._gen  # the open period this probe speaks for
             try:
                 healthy = await run()
             except Exception:
@@ -257,7 +258,7 @@ class BreakerBase(Guard):
                 continue
             with self._lock:
                 change = None
-                if self._state is OPEN and not self._forced:
+                if self._state is OPEN and not self._forced and self._gen == gen:
                     change = self._move(HALF_OPEN, "health_check")
             self._announce(change)
 
@@ -322,10 +323,24 @@ class BreakerBase(Guard):
         self._record(token, failed=False)
 
     def _on_error(self, token: Any, exc: Exception) -> None:
-        if self._ignore(exc):
+        ignored, failed = self._classify(exc)
+        if ignored:
             self._release(token)
         else:
-            self._record(token, failed=self._failure_on(exc))
+            self._record(token, failed=failed)
+
+    def _classify(self, exc: Exception) -> tuple[bool, bool]:
+        """Whether *exc* is ignored, and whether it counts as a failure."""
+        try:
+            if self._ignore(exc):
+                return True, False
+            return False, bool(self._failure_on(exc))
+        except Exception:
+            logger.exception("%r: failure_on/ignore raised; counting a failure", self._name)
+            return False, True
+
+    def _orphan_token(self) -> Any:
+        return self._gen
 
     def _release(self, token: Any) -> None:
         with self._lock:

@@ -87,11 +87,13 @@ def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
 
 
 class AsyncWaker:
-    """A one-shot wake-up for the current task that any thread may trigger.
+    """A wake-up for the current task that any thread may trigger.
 
     Strictly private: the clock and the waiting layer use it so that a sleeper can be
     woken from the event loop's own thread (directly) or from another one (through the
-    loop's thread-safe callback queue), on asyncio and trio alike.
+    loop's thread-safe callback queue), on asyncio and trio alike. :meth:`reset` arms
+    it again after a wake-up; a wake that races with a reset is never lost, because
+    callers reset *before* they re-check whatever they wait for.
     """
 
     __slots__ = ("_call_soon", "_event", "_thread")
@@ -106,10 +108,18 @@ class AsyncWaker:
         if threading.get_ident() == self._thread:
             self._event.set()
         else:
-            self._call_soon(self._event.set)
+            self._call_soon(self._set)
+
+    def _set(self) -> None:
+        self._event.set()
+
+    def reset(self) -> None:
+        """Arm the waker again after it has fired."""
+        if self._event.is_set():
+            self._event = anyio.Event()
 
     async def wait(self) -> None:
-        """Wait until `wake()` is called."""
+        """Wait until :meth:`wake` is called."""
         await self._event.wait()
 
 
@@ -150,7 +160,8 @@ class ManualClock:
         """Move time forward by *seconds* and wake every sleeper now due.
 
         Raises:
-            ValueError: if *seconds* is negative or NaN: time can't go backwards.
+            ValueError: if *seconds* is negative (time can't go backwards), NaN or
+                infinite.
         """
         _validate.number("seconds", seconds, ge=0)
         due: list[Callable[[], object]] = []
@@ -185,23 +196,36 @@ class ManualClock:
             await anyio.lowlevel.checkpoint()
             return
         waker = AsyncWaker()
-        entry = self.schedule(self._now + seconds, waker.wake)
+        entry = self._schedule(seconds, waker.wake, relative=True)
         try:
             await waker.wait()
         finally:
             self.cancel(entry)
 
     def schedule(self, deadline: float, callback: Callable[[], object]) -> list[Any]:
-        """Call *callback* (from `advance()`) once the time reaches *deadline*.
+        """Call *callback* once the time reaches *deadline*, from `advance()`.
 
-        Returns a handle for `cancel()`. A deadline already reached fires at the
-        next `advance()`, even ``advance(0)``.
+        A deadline already reached fires at once, in the calling thread. Returns a
+        handle for `cancel()`.
         """
         _validate.number("deadline", deadline, finite=False)
-        entry = [deadline, 0, callback]
+        return self._schedule(deadline, callback, relative=False)
+
+    def _schedule(
+        self, when: float, callback: Callable[[], object], *, relative: bool
+    ) -> list[Any]:
+        entry = [when, 0, callback]
         with self._lock:
-            entry[1] = next(self._seq)
-            heapq.heappush(self._timers, entry)
+            if relative:
+                entry[0] = when = self._now + when
+            due = when <= self._now
+            if due:
+                entry[2] = None
+            else:
+                entry[1] = next(self._seq)
+                heapq.heappush(self._timers, entry)
+        if due:
+            callback()
         return entry
 
     def cancel(self, handle: list[Any]) -> None:

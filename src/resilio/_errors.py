@@ -5,7 +5,8 @@ it was. resilio's own errors form one small tree::
 
     ResilioError                 anything resilio raises itself
     └── RejectedError            a call refused without running; carries retry_after
-        └── CircuitOpenError     an open (or saturated half-open) circuit breaker
+        ├── CircuitOpenError     an open (or saturated half-open) circuit breaker
+        └── RateLimitExceeded    a rate limiter that cannot admit a request in time
 
 Every error pickles, so it crosses process boundaries intact.
 """
@@ -66,3 +67,12 @@ class CircuitOpenError(RejectedError):
     """
 
     _what = "is open"
+
+
+class RateLimitExceeded(RejectedError):
+    """A rate limiter cannot admit the request (in time, or at all).
+
+    ``retry_after`` is how long until the request could be admitted, when known.
+    """
+
+    _what = "is over its rate limit"

@@ -66,6 +66,23 @@ class CallRejected(Event):
     retry_after: float | None
 
 
+@attrs.frozen(kw_only=True)
+class RateLimited(Event):
+    """A rate limiter could not admit a request at once.
+
+    Attributes:
+        amount: How much the request asked for (tokens, or queue room).
+        retry_after: Seconds until it could be admitted, when known.
+        rejected: ``True`` if the request was refused (``try_acquire``, a bucket
+            built with ``reject=True``, a timeout that cannot be met, a full
+            queue); ``False`` if it waits in the queue.
+    """
+
+    amount: float
+    retry_after: float | None
+    rejected: bool
+
+
 Handler = Callable[[Any], object]
 
 

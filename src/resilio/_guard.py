@@ -13,10 +13,14 @@ A primitive that guards calls implements a small permission protocol:
   when the call was cancelled or interrupted: any `BaseException` that is not
   an `Exception` (asyncio and trio cancellation, ``KeyboardInterrupt``,
   ``GeneratorExit``, ``SystemExit``) counts neither as success nor as failure.
+* ``_outcomes = False`` says the primitive cares about admission only (a rate
+  limiter): the guard then calls ``_acquire()`` / ``_acquire_async()`` and nothing
+  else, and keeps no token for ``with`` blocks.
 * ``_free`` is a token, or ``None``. A token there means "admission needs no permit
   right now" (a closed breaker), so the hot path skips ``_acquire()``. When the
   class also sets ``_free_success = False`` a success on that path changes nothing
-  (a closed breaker with a clean record) and is not reported either.
+  (a closed breaker with a clean record) and is not reported either, unless
+  ``_free`` changed while the call ran.
 
 `Guard` turns that protocol into the decorator (for ``def`` and
 ``async def``, signatures kept), ``with`` / ``async with`` blocks and
@@ -30,7 +34,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from types import TracebackType
+from types import CoroutineType, TracebackType
 from typing import Any, ParamSpec, TypeVar, cast
 
 from typing_extensions import Self
@@ -62,8 +66,9 @@ class Guard:
     __slots__ = ()
 
     _acquire_waits = False
+    _outcomes = True
     _free_success = True
-    _free: object
+    _free: object = None
 
     # -- the protocol each primitive implements -------------------------------------
 
@@ -82,6 +87,10 @@ class Guard:
     def _release(self, token: Any) -> None:
         raise NotImplementedError
 
+    def _orphan_token(self) -> Any:
+        """A token for a ``with`` block left in another context than it was entered."""
+        return self._free
+
     # -- the four forms -------------------------------------------------------------
 
     def __call__(self, fn: Callable[P, T], /) -> Callable[P, T]:
@@ -89,9 +98,37 @@ class Guard:
         if not callable(fn):
             msg = f"{type(self).__name__} decorates callables, not {fn!r}"
             raise TypeError(msg)
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            msg = (
+                f"{type(self).__name__} guards calls, not generators: {fn!r}; "
+                "guard the work inside the generator instead"
+            )
+            raise TypeError(msg)
         if is_async_callable(fn):
             return cast("Callable[P, T]", self._wrap_async(fn))  # type: ignore[arg-type]
         return self._wrap_sync(fn)
+
+    def _wrap_admission_only(self, fn: Callable[P, T]) -> Callable[P, T]:
+        acquire = self._acquire
+
+        @functools.wraps(fn)
+        def admitted(*args: P.args, **kwargs: P.kwargs) -> T:
+            acquire()
+            return fn(*args, **kwargs)
+
+        return admitted
+
+    def _wrap_admission_only_async(
+        self, fn: Callable[P, Awaitable[T]]
+    ) -> Callable[P, Awaitable[T]]:
+        acquire = self._acquire_async
+
+        @functools.wraps(fn)
+        async def admitted(*args: P.args, **kwargs: P.kwargs) -> T:
+            await acquire()
+            return await fn(*args, **kwargs)
+
+        return admitted
 
     # The wrappers below are written out in full, once per colour and per kind of
     # free path, rather than built from shared helpers: each helper call would add
@@ -100,6 +137,8 @@ class Guard:
     # quiet free path.
 
     def _wrap_sync(self, fn: Callable[P, T]) -> Callable[P, T]:
+        if not self._outcomes:
+            return self._wrap_admission_only(fn)
         guard = self
         acquire = self._acquire
         on_success = self._on_success
@@ -142,14 +181,19 @@ class Guard:
                 on_success(token)
                 return result
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
             except Exception as exc:
                 on_error(token, exc)
                 raise
+            if guard._free is not token:  # another call failed meanwhile: report it
+                on_success(token)
+            return result
 
         return guarded_quiet
 
     def _wrap_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        if not self._outcomes:
+            return self._wrap_admission_only_async(fn)
         guard = self
         acquire = self._acquire
         acquire_async = self._acquire_async if self._acquire_waits else None
@@ -193,20 +237,30 @@ class Guard:
                 on_success(token)
                 return result
             try:
-                return await fn(*args, **kwargs)
+                result = await fn(*args, **kwargs)
             except Exception as exc:
                 on_error(token, exc)
                 raise
+            if guard._free is not token:  # another call failed meanwhile: report it
+                on_success(token)
+            return result
 
         return guarded_quiet
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)`` under this guard and return its result."""
+        if not self._outcomes:
+            self._acquire()
+            return fn(*args, **kwargs)
         token = self._free
         if token is None:
             token = self._acquire()
         try:
             result = fn(*args, **kwargs)
+            if type(result) is CoroutineType:
+                result.close()  # type: ignore[attr-defined]
+                msg = f"{fn!r} is async: use call_async() for it"
+                raise TypeError(msg)
         except Exception as exc:
             self._on_error(token, exc)
             raise
@@ -220,6 +274,9 @@ class Guard:
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Await ``fn(*args, **kwargs)`` under this guard and return its result."""
+        if not self._outcomes:
+            await self._acquire_async()
+            return await fn(*args, **kwargs)
         token = self._free
         if token is None:
             token = await self._acquire_async() if self._acquire_waits else self._acquire()
@@ -235,6 +292,9 @@ class Guard:
         return result
 
     def __enter__(self) -> Self:
+        if not self._outcomes:
+            self._acquire()
+            return self
         token = self._free
         if token is None:
             token = self._acquire()
@@ -242,6 +302,12 @@ class Guard:
         return self
 
     async def __aenter__(self) -> Self:
+        if not self._outcomes:
+            if self._acquire_waits:
+                await self._acquire_async()
+            else:
+                self._acquire()
+            return self
         token = self._free
         if token is None:
             token = await self._acquire_async() if self._acquire_waits else self._acquire()
@@ -254,6 +320,8 @@ class Guard:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if not self._outcomes:
+            return
         token = self._pop_token()
         if exc is None:
             self._on_success(token)
@@ -268,7 +336,8 @@ class Guard:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.__exit__(exc_type, exc, tb)
+        if self._outcomes:
+            self.__exit__(exc_type, exc, tb)
 
     def _pop_token(self) -> Any:
         node = _held.get()
@@ -281,8 +350,10 @@ class Guard:
             skipped.append(node)
             node = node[2]
         if node is None:
-            msg = f"{self!r}: leaving a block that this thread or task did not enter"
-            raise RuntimeError(msg)
+            # Left from another task or thread than the one that entered (an async
+            # generator closed elsewhere, an exit stack handed over): the permit
+            # must still be settled, so use the primitive's current token.
+            return self._orphan_token()
         token, rest = node[1], node[2]
         for guard, other, _ in reversed(skipped):
             rest = (guard, other, rest)

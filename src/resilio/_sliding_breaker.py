@@ -211,10 +211,15 @@ class SlidingWindowBreaker(BreakerBase):
         self._outcome(token, failed=False)
 
     def _on_error(self, token: Any, exc: Exception) -> None:
-        if self._ignore(exc):
+        ignored, failed = self._classify(exc)
+        if ignored:
             self._release(token)
         else:
-            self._outcome(token, failed=self._failure_on(exc))
+            self._outcome(token, failed=failed)
+
+    def _orphan_token(self) -> Any:
+        gen = self._gen
+        return gen if self._slow_after is None else (gen, self._now())
 
     def _outcome(self, token: Any, *, failed: bool) -> None:
         if self._slow_after is None:
@@ -331,10 +336,10 @@ class SlidingWindowBreaker(BreakerBase):
         self._head = epoch
 
     def _clear_counts(self) -> None:
+        self._fast_gen = -1  # first: a hot path must not tick the new counter
         self._calls = self._failures = self._slows = self._ticks_folded = 0
         self._ticks = itertools.count()
         self._warm = False
-        self._fast_gen = -1
         if self._width:
             for ring in (self._ring_calls, self._ring_failures, self._ring_slows):
                 ring[:] = [0] * self.BUCKETS

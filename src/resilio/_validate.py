@@ -29,6 +29,11 @@ def number(
     if not _is_number(value):
         msg = f"{name!r} must be a number, not {type(value).__name__}: {value!r}"
         raise TypeError(msg)
+    try:
+        math.isnan(value)
+    except OverflowError:
+        msg = f"{name!r} is too large: {value!r}"
+        raise ValueError(msg) from None
     if math.isnan(value):
         msg = f"{name!r} must not be NaN: {value!r}"
         raise ValueError(msg)

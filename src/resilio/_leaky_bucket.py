@@ -1,0 +1,106 @@
+"""The leaky bucket as a shaper: admissions evenly spaced, no bursts, a bounded queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._clock import SYSTEM_CLOCK, Clock
+from ._events import EventBus
+from ._limiter import EPSILON, RateLimiter
+from ._validate import number
+from ._waiters import Waiter
+
+
+class LeakyBucket(RateLimiter):
+    """Spaces admissions exactly ``1 / rate`` seconds apart, with no burst.
+
+    Requests leave the bucket at ``rate`` per second, one at a time: an idle bucket
+    admits a request at once, and every later one waits its turn, ``1 / rate``
+    seconds after the one before (a request for ``n`` occupies ``n / rate``).
+    Waiting requests queue in FIFO order, ``capacity`` of them at most (in units of
+    ``n``); beyond that a request is refused with
+    [`RateLimitExceeded`][resilio.RateLimitExceeded]. Use it to shape traffic
+    to a smooth rate; use a [`TokenBucket`][resilio.TokenBucket] to allow bursts.
+
+    The guard forms (``@bucket``, ``with``, ``async with``, ``call``,
+    ``call_async``) wait for a slot, or refuse at once when built with
+    ``reject=True``.
+
+    Args:
+        rate: Admissions per second.
+        capacity: How much may wait in the queue (requests of ``n=1``).
+        reject: Make the guard forms refuse instead of waiting.
+        name: Appears in events, errors and ``repr``.
+        clock: Where time comes from.
+        bus: Where events go; the process-wide [`default_bus`][resilio.default_bus]
+            by default.
+    """
+
+    __slots__ = ("_next",)
+
+    def __init__(
+        self,
+        rate: float,
+        capacity: float,
+        *,
+        reject: bool = False,
+        name: str = "leaky-bucket",
+        clock: Clock = SYSTEM_CLOCK,
+        bus: EventBus | None = None,
+    ) -> None:
+        super().__init__(rate, capacity, reject=reject, name=name, clock=clock, bus=bus)
+        self._next = self._now()  # the earliest time of the next admission
+
+    def _take(self, amount: float, now: float) -> bool:
+        slot = self._next
+        if now + EPSILON < slot:
+            return False
+        self._next = (now if now > slot else slot) + amount / self._rate
+        return True
+
+    def _ready_at(self, ahead: float, amount: float, now: float) -> float:
+        slot = self._next
+        return (now if now > slot else slot) + ahead / self._rate
+
+    def _room(self, amount: float) -> bool:
+        return self._waiters.demand + amount <= self._capacity + EPSILON
+
+    def _grant_mark(self) -> Any:
+        return self._next
+
+    def _give_back(self, waiter: Waiter, now: float) -> None:
+        if self._next == waiter.mark:  # nobody was admitted after it: free its slot
+            self._next -= waiter.amount / self._rate
+
+    @property
+    def available(self) -> float:
+        """Free room in the queue now."""
+        with self._lock:
+            return max(0.0, self._capacity - self._waiters.demand)
+
+    def set_rate(self, rate: float) -> None:
+        """Change the rate; the next slots are spaced by the new rate at once."""
+        rate = number("rate", rate, gt=0)
+        with self._lock:
+            now = self._now()
+            if self._next > now:  # re-space the slot already promised
+                self._next = now + (self._next - now) * self._rate / rate
+            self._rate = rate
+            self._changed()
+
+    def set_capacity(self, capacity: float) -> None:
+        """Change how much may queue; queued requests larger than it fail."""
+        capacity = number("capacity", capacity, ge=1)
+        with self._lock:
+            self._capacity = capacity
+            self._waiters.fail_above(capacity)
+            self._changed()
+
+    def __repr__(self) -> str:
+        with self._lock:
+            waiting = len(self._waiters)
+            wait = max(0.0, self._next - self._now())
+        return (
+            f"<LeakyBucket {self._name!r} {self._rate:g}/s, next slot in {wait:.3f}s, "
+            f"{waiting}/{self._capacity:g} waiting>"
+        )

@@ -1,0 +1,369 @@
+"""The machinery both rate limiters share: admission, fair waiting, events.
+
+[`TokenBucket`][resilio.TokenBucket] and [`LeakyBucket`][resilio.LeakyBucket] differ
+only in how they decide that a request can be admitted now (``_take``), when a
+request behind a queue could be (``_ready_at``), how a grant is taken back and how
+much may wait. Everything else lives here, once: ``try_acquire``, the async and
+blocking ``acquire``, timeouts that fail at once when they cannot be met, the FIFO
+of waiters (see `_waiters`), ``reject=True`` and the guard protocol.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from . import _validate
+from ._clock import AsyncWaker, Clock, check_clock
+from ._errors import RateLimitExceeded
+from ._events import EventBus, RateLimited, check_bus, default_bus
+from ._guard import Guard
+from ._waiters import SyncWaker, Waiter, WaitQueue, wait_async, wait_sync
+
+# Float slack when comparing a refilled level or a slot time with what is asked for:
+# a waiter woken at the exact moment its request can be met must not miss it by an
+# ulp and sleep again.
+EPSILON = 1e-9
+
+_new_exceeded = RateLimitExceeded.__new__
+
+
+class RateLimiter(Guard):
+    """Shared base of the rate limiters; strictly private."""
+
+    __slots__ = (
+        "__weakref__",
+        "_bus",
+        "_capacity",
+        "_clock",
+        "_lock",
+        "_name",
+        "_now",
+        "_rate",
+        "_reject",
+        "_waiters",
+    )
+
+    _acquire_waits = True
+    _outcomes = False  # a limiter admits; what the call does next is not its business
+
+    def __init__(
+        self,
+        rate: float,
+        capacity: float,
+        *,
+        reject: bool,
+        name: str,
+        clock: Clock,
+        bus: EventBus | None,
+    ) -> None:
+        self._rate = _validate.number("rate", rate, gt=0)
+        self._capacity = _validate.number("capacity", capacity, ge=1)
+        if not isinstance(reject, bool):
+            msg = f"'reject' must be a bool: {reject!r}"
+            raise TypeError(msg)
+        self._reject = reject
+        self._name = _validate.text("name", name)
+        self._clock = check_clock(clock)
+        self._now = clock.monotonic
+        self._bus = default_bus() if bus is None else check_bus(bus)
+        self._lock = threading.Lock()
+        self._waiters = WaitQueue()
+
+    # -- what each limiter decides (the lock is held) --------------------------------
+
+    def _take(self, amount: float, now: float) -> bool:
+        """Admit *amount* now if possible, and account for it."""
+        raise NotImplementedError
+
+    def _ready_at(self, ahead: float, amount: float, now: float) -> float:
+        """When *amount* could be admitted, after *ahead* queued in front of it."""
+        raise NotImplementedError
+
+    def _give_back(self, waiter: Waiter, now: float) -> None:
+        """Undo the admission of a waiter that was granted, then cancelled."""
+        raise NotImplementedError
+
+    def _room(self, amount: float) -> bool:
+        """Whether a request of *amount* may join the queue."""
+        return True
+
+    def _grant_mark(self) -> Any:
+        """Bookkeeping stored on a waiter when it is granted (for `_give_back`)."""
+        return None
+
+    # -- public surface ---------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The name that appears in events, errors and ``repr``."""
+        return self._name
+
+    @property
+    def rate(self) -> float:
+        """Admissions (tokens) per second."""
+        return self._rate
+
+    @property
+    def capacity(self) -> float:
+        """The bucket's capacity."""
+        return self._capacity
+
+    @property
+    def waiting(self) -> int:
+        """How many requests are queued, waiting for admission."""
+        return len(self._waiters)
+
+    def try_acquire(self, n: float = 1) -> bool:
+        """Take *n* now if the bucket allows it and nobody is queued; never waits.
+
+        Returns:
+            Whether the request was admitted. A refusal publishes
+            [`RateLimited`][resilio.RateLimited] with ``rejected=True``.
+
+        Raises:
+            ValueError: *n* is not positive or exceeds the capacity.
+        """
+        if n != 1:
+            self._check_amount(n)
+        lock = self._lock
+        lock.acquire()  # explicit acquire/release: ``with lock`` costs twice as much
+        try:
+            now = self._now()
+            if not self._waiters._live and self._take(n, now):
+                return True
+            retry_after = self._ready_at(self._waiters.demand, n, now) - now
+        finally:
+            lock.release()
+        self._limited(n, retry_after, rejected=True, now=now)
+        return False
+
+    async def acquire(self, n: float = 1, timeout: float | None = None) -> None:
+        """Wait until *n* can be admitted, in FIFO order with every other waiter.
+
+        Returns at once, without yielding to the event loop, when the request can be
+        admitted now. Cancelling a waiting call leaves nothing behind.
+
+        Args:
+            n: How much to take.
+            timeout: The most seconds to wait, or ``None`` to wait as long as it takes.
+
+        Raises:
+            RateLimitExceeded: at once, without waiting, when the request cannot be
+                admitted within *timeout* (or, for a leaky bucket, its queue is full);
+                also if a later change of rate or capacity makes the deadline pass.
+            ValueError: *n* is not positive or exceeds the capacity.
+        """
+        if n != 1:
+            self._check_amount(n)
+        if timeout is not None:
+            timeout = _validate.number("timeout", timeout, ge=0, finite=False)
+        lock = self._lock
+        lock.acquire()
+        try:
+            now = self._now()
+            if not self._waiters._live and self._take(n, now):
+                return
+            waiter, wait = self._enqueue(n, timeout, now, AsyncWaker)
+        finally:
+            lock.release()
+        self._limited(n, wait, rejected=waiter is None, now=now)
+        if waiter is None:
+            raise _new_exceeded(RateLimitExceeded, self._name, wait)
+        deadline = None if timeout is None else now + timeout
+        waker = waiter.waker
+        try:
+            while True:
+                waker.reset()
+                wake = self._poll(waiter, deadline)
+                if wake is None:
+                    return
+                await wait_async(self._clock, waker, wake[0])  # type: ignore[arg-type]
+        except BaseException:
+            self._abandon(waiter)
+            raise
+
+    def acquire_sync(self, n: float = 1, timeout: float | None = None) -> None:
+        """Block the calling thread until *n* can be admitted; the sync twin of `acquire`.
+
+        On a [`ManualClock`][resilio.ManualClock] the thread at the head of the
+        queue advances the clock to its turn instead of waiting, as
+        ``ManualClock.sleep`` does, so single-threaded tests run instantly.
+
+        Raises:
+            RateLimitExceeded: as for `acquire`.
+            ValueError: *n* is not positive or exceeds the capacity.
+        """
+        if n != 1:
+            self._check_amount(n)
+        if timeout is not None:
+            timeout = _validate.number("timeout", timeout, ge=0, finite=False)
+        lock = self._lock
+        lock.acquire()
+        try:
+            now = self._now()
+            if not self._waiters._live and self._take(n, now):
+                return
+            waiter, wait = self._enqueue(n, timeout, now, SyncWaker)
+        finally:
+            lock.release()
+        self._limited(n, wait, rejected=waiter is None, now=now)
+        if waiter is None:
+            raise _new_exceeded(RateLimitExceeded, self._name, wait)
+        deadline = None if timeout is None else now + timeout
+        waker = waiter.waker
+        try:
+            while True:
+                waker.reset()
+                wake = self._poll(waiter, deadline)
+                if wake is None:
+                    return
+                wait_sync(self._clock, waker, wake[0], timer=wake[1])  # type: ignore[arg-type]
+        except BaseException:
+            self._abandon(waiter)
+            raise
+
+    # -- waiting ----------------------------------------------------------------------
+
+    def _enqueue(
+        self, n: float, timeout: float | None, now: float, waker: type[AsyncWaker | SyncWaker]
+    ) -> tuple[Waiter | None, float]:
+        """Queue a request that cannot be admitted now (lock held), or refuse it.
+
+        Returns the waiter (``None`` if refused) and the expected wait.
+        """
+        queue = self._waiters
+        wait = max(0.0, self._ready_at(queue.demand, n, now) - now)
+        if (timeout is not None and wait > timeout + EPSILON) or not self._room(n):
+            return None, wait
+        waiter = Waiter(n, waker())
+        queue.append(waiter)
+        return waiter, wait
+
+    def _poll(self, waiter: Waiter, deadline: float | None) -> tuple[float | None, bool] | None:
+        """Serve what can be served; say how long *waiter* should sleep.
+
+        Returns ``None`` once *waiter* is granted, else ``(wake_at, timer)``: the clock
+        time to wake at (``None``: only when woken) and whether that is the queue's
+        head timer rather than the waiter's own deadline. Raises
+        [`RateLimitExceeded`][resilio.RateLimitExceeded] when the waiter failed or
+        its deadline passed.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            if waiter.granted:
+                return None
+            now = self._now()
+            if not waiter.failed:
+                self._dispatch(now)
+                if waiter.granted:
+                    return None
+                if deadline is None or now < deadline - EPSILON:
+                    timer = None
+                    if self._waiters.head() is waiter:
+                        timer = self._ready_at(0.0, waiter.amount, now)
+                    if deadline is not None and (timer is None or deadline < timer):
+                        return (deadline, False)
+                    return (timer, True)
+                self._remove(waiter, now)  # timed out
+            retry_after = None if waiter.failed else self._ready_at(0.0, waiter.amount, now) - now
+        finally:
+            lock.release()
+        raise _new_exceeded(RateLimitExceeded, self._name, retry_after)
+
+    def _dispatch(self, now: float) -> None:
+        """Grant, in order, every queued request that can be admitted now (lock held)."""
+        queue = self._waiters
+        granted = False
+        while True:
+            head = queue.head()
+            if head is None or not self._take(head.amount, now):
+                break
+            head.mark = self._grant_mark()
+            queue.grant(head)
+            granted = True
+        if granted:
+            queue.wake_head()  # the new head arms its timer
+
+    def _remove(self, waiter: Waiter, now: float) -> None:
+        """Take a waiter that is leaving out of the queue (lock held)."""
+        if self._waiters.leave(waiter):
+            self._dispatch(now)
+            self._waiters.wake_head()
+
+    def _abandon(self, waiter: Waiter) -> None:
+        """A waiter left by an exception (cancelled, interrupted): nothing may leak."""
+        with self._lock:
+            now = self._now()
+            if waiter.granted:
+                self._give_back(waiter, now)
+                self._dispatch(now)
+                self._waiters.wake_head()
+            elif not waiter.gone:
+                self._remove(waiter, now)
+
+    def _changed(self) -> None:
+        """The rate or capacity changed (lock held): serve and re-time the head."""
+        now = self._now()
+        self._dispatch(now)
+        self._waiters.wake_head()
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _check_amount(self, n: Any) -> None:
+        amount = _validate.number("n", n, gt=0)
+        if amount > self._capacity:
+            msg = f"'n' must be <= capacity ({self._capacity:g}): {n!r}"
+            raise ValueError(msg)
+
+    def _limited(self, amount: float, retry_after: float, *, rejected: bool, now: float) -> None:
+        bus = self._bus
+        if bus.wants(RateLimited):
+            bus.publish(
+                RateLimited(
+                    source=self._name,
+                    at=now,
+                    amount=amount,
+                    retry_after=retry_after,
+                    rejected=rejected,
+                )
+            )
+
+    # -- the guard protocol -----------------------------------------------------------
+
+    def _acquire(self) -> object:
+        if self._reject:
+            self._admit_or_reject()
+        else:
+            self.acquire_sync()
+        return None
+
+    async def _acquire_async(self) -> object:
+        if self._reject:
+            self._admit_or_reject()
+        else:
+            await self.acquire()
+        return None
+
+    def _admit_or_reject(self) -> None:
+        lock = self._lock
+        lock.acquire()
+        try:
+            now = self._now()
+            if not self._waiters._live and self._take(1, now):
+                return
+            retry_after = self._ready_at(self._waiters.demand, 1, now) - now
+        finally:
+            lock.release()
+        self._limited(1, retry_after, rejected=True, now=now)
+        raise _new_exceeded(RateLimitExceeded, self._name, retry_after)
+
+    def _on_success(self, token: Any) -> None:
+        pass
+
+    def _on_error(self, token: Any, exc: Exception) -> None:
+        pass
+
+    def _release(self, token: Any) -> None:
+        pass

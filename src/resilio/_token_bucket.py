@@ -1,0 +1,121 @@
+"""The token bucket: a steady rate with bursts up to a capacity.
+
+Tokens drip in at ``rate`` per second up to ``capacity``; each admission takes some.
+The level is computed lazily from the clock whenever the bucket is asked, so there
+is no background thread or task, and an idle bucket costs nothing.
+"""
+
+from __future__ import annotations
+
+from ._clock import SYSTEM_CLOCK, Clock
+from ._events import EventBus
+from ._limiter import EPSILON, RateLimiter
+from ._validate import number
+from ._waiters import Waiter
+
+
+class TokenBucket(RateLimiter):
+    """Admits ``rate`` requests per second on average, with bursts up to ``capacity``.
+
+    The bucket holds up to ``capacity`` tokens and gains ``rate`` tokens a second. A
+    request for ``n`` takes ``n`` tokens, at once if they are there, or waits in FIFO
+    order until they are: a large request is never starved by small ones behind it.
+
+    **It starts full**: a new bucket admits a burst of ``capacity`` requests at once,
+    then settles to ``rate`` a second. Pick ``capacity`` as the burst you accept
+    (``capacity=1`` allows no burst at all; see [`LeakyBucket`][resilio.LeakyBucket]
+    for strict spacing).
+
+    As ``@bucket``, ``with bucket:``, ``async with bucket:``, ``call`` and
+    ``call_async`` it waits for one token before the call; built with
+    ``reject=True`` those forms raise [`RateLimitExceeded`][resilio.RateLimitExceeded]
+    at once instead. Use one bucket per limit, shared by every caller: a bucket
+    made per request limits nothing.
+
+    Args:
+        rate: Tokens added per second.
+        capacity: The most tokens the bucket holds: the largest burst, and the
+            largest single request.
+        reject: Make the guard forms refuse instead of waiting.
+        name: Appears in events, errors and ``repr``.
+        clock: Where time comes from.
+        bus: Where events go; the process-wide [`default_bus`][resilio.default_bus]
+            by default.
+    """
+
+    __slots__ = ("_stamp", "_tokens")
+
+    def __init__(
+        self,
+        rate: float,
+        capacity: float,
+        *,
+        reject: bool = False,
+        name: str = "token-bucket",
+        clock: Clock = SYSTEM_CLOCK,
+        bus: EventBus | None = None,
+    ) -> None:
+        super().__init__(rate, capacity, reject=reject, name=name, clock=clock, bus=bus)
+        self._tokens = self._capacity
+        self._stamp = self._now()
+
+    def _refill(self, now: float) -> float:
+        tokens = self._tokens
+        if tokens < self._capacity:
+            tokens += (now - self._stamp) * self._rate
+            if tokens > self._capacity:  # noqa: PLR1730 - min() costs a call on the hot path
+                tokens = self._capacity
+            self._tokens = tokens
+        self._stamp = now
+        return tokens
+
+    def _take(self, amount: float, now: float) -> bool:
+        tokens = self._refill(now)
+        if tokens + EPSILON >= amount:
+            self._tokens = tokens - amount
+            return True
+        return False
+
+    def _ready_at(self, ahead: float, amount: float, now: float) -> float:
+        missing = ahead + amount - self._refill(now)
+        return now + missing / self._rate if missing > 0 else now
+
+    def _give_back(self, waiter: Waiter, now: float) -> None:
+        self._tokens = min(self._capacity, self._refill(now) + waiter.amount)
+
+    @property
+    def available(self) -> float:
+        """Tokens in the bucket now (queued requests take them first)."""
+        with self._lock:
+            return self._refill(self._now())
+
+    def set_rate(self, rate: float) -> None:
+        """Change the refill rate; waiters are re-timed at once."""
+        rate = number("rate", rate, gt=0)
+        with self._lock:
+            self._refill(self._now())
+            self._rate = rate
+            self._changed()
+
+    def set_capacity(self, capacity: float) -> None:
+        """Change the capacity; a fuller bucket is trimmed to it.
+
+        Queued requests larger than the new capacity can never be met: they fail
+        with [`RateLimitExceeded`][resilio.RateLimitExceeded].
+        """
+        capacity = number("capacity", capacity, ge=1)
+        with self._lock:
+            self._refill(self._now())
+            self._capacity = capacity
+            self._tokens = min(self._tokens, capacity)
+            self._waiters.fail_above(capacity)
+            self._changed()
+
+    def __repr__(self) -> str:
+        with self._lock:
+            tokens = self._refill(self._now())
+            waiting = len(self._waiters)
+        return (
+            f"<TokenBucket {self._name!r} {tokens:.2f}/{self._capacity:g} tokens, "
+            f"{self._rate:g}/s, {waiting} waiting>"
+        )

@@ -1,0 +1,168 @@
+"""Fair, cancellation-safe waiting for tasks and threads alike.
+
+The rate limiters (and later the worker pool) queue requests they cannot serve yet
+in one strict FIFO :class:`WaitQueue`, whatever the caller is: an asyncio task, a trio
+task or a blocked thread. The owner of the queue hands out what it guards *to* the
+waiters (``grant``), under its own lock, in queue order; a waiter only wakes up to
+find it has been served. Nothing is ever polled: the head of the queue is the only
+waiter with a timer, armed for the moment the owner says its request can be met, and
+any waiter with a timeout also wakes at its deadline.
+
+A waiter that leaves early (cancelled, timed out, interrupted) is marked and skipped,
+so it blocks nobody behind it; if it had been served in the instant before it left,
+the owner takes the grant back, so nothing leaks.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from ._clock import AsyncWaker, Clock, ManualClock
+
+
+class SyncWaker:
+    """A wake-up for a blocked thread; the counterpart of `AsyncWaker`. Strictly private."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def wake(self) -> None:
+        """Wake the waiting thread; safe from any thread, idempotent."""
+        self._event.set()
+
+    def reset(self) -> None:
+        """Arm the waker again after it has fired."""
+        self._event.clear()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until woken, or for at most *timeout* seconds of real time."""
+        self._event.wait(timeout)
+
+
+class Waiter:
+    """One queued request. Strictly private."""
+
+    __slots__ = ("amount", "failed", "gone", "granted", "mark", "waker")
+
+    def __init__(self, amount: float, waker: AsyncWaker | SyncWaker) -> None:
+        self.amount = amount
+        self.waker = waker
+        self.granted = False  # served: the owner has taken `amount` for it
+        self.gone = False  # left the queue without being served
+        self.failed = False  # can never be served (the owner shrank below `amount`)
+        self.mark: Any = None  # owner's bookkeeping for taking a grant back
+
+
+class WaitQueue:
+    """A FIFO of waiters with their total demand; the owner holds its lock around every call."""
+
+    __slots__ = ("_live", "_queue", "demand")
+
+    def __init__(self) -> None:
+        self._queue: collections.deque[Waiter] = collections.deque()
+        self._live = 0  # waiters queued and not gone
+        self.demand = 0.0  # the sum of `amount` over them
+
+    def __len__(self) -> int:
+        return self._live
+
+    def append(self, waiter: Waiter) -> None:
+        """Queue *waiter* at the back."""
+        self._queue.append(waiter)
+        self._live += 1
+        self.demand += waiter.amount
+
+    def head(self) -> Waiter | None:
+        """The first waiter still queued, dropping the ones that left."""
+        queue = self._queue
+        while queue:
+            waiter = queue[0]
+            if not waiter.gone:
+                return waiter
+            queue.popleft()
+        return None
+
+    def _forget(self, waiter: Waiter) -> None:
+        self._live -= 1
+        self.demand = self.demand - waiter.amount if self._live else 0.0
+
+    def grant(self, waiter: Waiter) -> None:
+        """Mark the head *waiter* as served, remove it and wake it."""
+        waiter.granted = True
+        self._queue.popleft()
+        self._forget(waiter)
+        waiter.waker.wake()
+
+    def leave(self, waiter: Waiter) -> bool:
+        """Take *waiter* out of the queue (lazily); return whether it was the head."""
+        was_head = self.head() is waiter
+        waiter.gone = True
+        self._forget(waiter)
+        return was_head
+
+    def fail_above(self, limit: float) -> None:
+        """Fail (and wake) every waiter asking for more than *limit*."""
+        for waiter in self._queue:
+            if not waiter.gone and waiter.amount > limit:
+                waiter.failed = waiter.gone = True
+                self._forget(waiter)
+                waiter.waker.wake()
+
+    def wake_head(self) -> None:
+        """Wake the head so that it re-arms its timer (the head or the rate changed)."""
+        head = self.head()
+        if head is not None:
+            head.waker.wake()
+
+
+async def wait_async(clock: Clock, waker: AsyncWaker, deadline: float | None) -> None:
+    """Wait until *waker* fires or the clock reaches *deadline* (``None``: no deadline)."""
+    if deadline is None:
+        await waker.wait()
+    elif isinstance(clock, ManualClock):
+        entry = clock.schedule(deadline, waker.wake)
+        try:
+            await waker.wait()
+        finally:
+            clock.cancel(entry)
+    else:
+        delay = deadline - clock.monotonic()
+        if delay <= 0:
+            await anyio.lowlevel.checkpoint()
+        else:
+            with anyio.move_on_after(delay):
+                await waker.wait()
+
+
+def wait_sync(clock: Clock, waker: SyncWaker, deadline: float | None, *, timer: bool) -> None:
+    """Block until *waker* fires or the clock reaches *deadline* (``None``: no deadline).
+
+    On a [`ManualClock`][resilio.ManualClock] a blocked thread cannot wait for virtual
+    time to pass by itself, so, like ``ManualClock.sleep``, the queue's timer (the head
+    waiter, ``timer=True``) advances the clock to its deadline; any other deadline (a
+    timeout) waits for someone else to advance it.
+    """
+    if deadline is None:
+        waker.wait()
+    elif isinstance(clock, ManualClock):
+        delay = deadline - clock.monotonic()
+        if timer:
+            if delay > 0:
+                clock.advance(delay)
+            return
+        entry = clock.schedule(deadline, waker.wake)
+        try:
+            waker.wait()
+        finally:
+            clock.cancel(entry)
+    else:
+        delay = deadline - clock.monotonic()
+        if delay > 0:
+            waker.wait(delay)
