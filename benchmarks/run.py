@@ -16,8 +16,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-GROUPS = {"breaker": "bench_breaker"}
-PEERS = ["pybreaker", "circuitbreaker", "aiobreaker", "purgatory"]
+GROUPS = {"breaker": "bench_breaker", "buckets": "bench_buckets"}
+PEERS = [
+    "pybreaker",
+    "circuitbreaker",
+    "aiobreaker",
+    "purgatory",
+    "aiolimiter",
+    "limits",
+    "pyrate-limiter",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

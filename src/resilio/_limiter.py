@@ -76,6 +76,10 @@ class RateLimiter(Guard):
         """Admit *amount* now if possible, and account for it."""
         raise NotImplementedError
 
+    def _take_queued(self, amount: float, now: float) -> bool:
+        """Admit the head of the queue now if possible (`_take` unless overridden)."""
+        return self._take(amount, now)
+
     def _ready_at(self, ahead: float, amount: float, now: float) -> float:
         """When *amount* could be admitted, after *ahead* queued in front of it."""
         raise NotImplementedError
@@ -278,7 +282,7 @@ class RateLimiter(Guard):
         granted = False
         while True:
             head = queue.head()
-            if head is None or not self._take(head.amount, now):
+            if head is None or not self._take_queued(head.amount, now):
                 break
             head.mark = self._grant_mark()
             queue.grant(head)
@@ -331,6 +335,23 @@ class RateLimiter(Guard):
             )
 
     # -- the guard protocol -----------------------------------------------------------
+
+    async def __aenter__(self) -> Any:
+        # The hot path of ``async with bucket:``, inlined: admitting with a token
+        # free costs one lock and one clock read, and never yields to the loop.
+        if not self._reject:
+            lock = self._lock
+            lock.acquire()
+            try:
+                if not self._waiters._live and self._take(1, self._now()):
+                    return self
+            finally:
+                lock.release()
+        await self._acquire_async()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
 
     def _acquire(self) -> object:
         if self._reject:

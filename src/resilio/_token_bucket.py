@@ -70,10 +70,18 @@ class TokenBucket(RateLimiter):
         return tokens
 
     def _take(self, amount: float, now: float) -> bool:
-        tokens = self._refill(now)
+        # _refill(), inlined: this runs on every admission.
+        tokens = self._tokens
+        capacity = self._capacity
+        if tokens < capacity:
+            tokens += (now - self._stamp) * self._rate
+            if tokens > capacity:  # noqa: PLR1730 - min() costs a call on the hot path
+                tokens = capacity
+        self._stamp = now
         if tokens + EPSILON >= amount:
             self._tokens = tokens - amount
             return True
+        self._tokens = tokens
         return False
 
     def _ready_at(self, ahead: float, amount: float, now: float) -> float:
