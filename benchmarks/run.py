@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-GROUPS = {"breaker": "bench_breaker", "buckets": "bench_buckets"}
+GROUPS = {"breaker": "bench_breaker", "buckets": "bench_buckets", "retry": "bench_retry"}
 PEERS = [
     "pybreaker",
     "circuitbreaker",
@@ -25,6 +25,9 @@ PEERS = [
     "aiolimiter",
     "limits",
     "pyrate-limiter",
+    "tenacity",
+    "backoff",
+    "stamina",
 ]
 
 

@@ -22,13 +22,21 @@ from ._events import CircuitStateChanged as CircuitStateChanged
 from ._events import Event as Event
 from ._events import EventBus as EventBus
 from ._events import RateLimited as RateLimited
+from ._events import RetryExhausted as RetryExhausted
+from ._events import RetryRefused as RetryRefused
+from ._events import RetryScheduled as RetryScheduled
 from ._events import default_bus as default_bus
 from ._leaky_bucket import LeakyBucket as LeakyBucket
+from ._retry import Attempt as Attempt
+from ._retry import Retry as Retry
+from ._retry import RetryBudget as RetryBudget
+from ._retry import retry as retry
 from ._sliding_breaker import SlidingWindowBreaker as SlidingWindowBreaker
 from ._sliding_breaker import WindowSnapshot as WindowSnapshot
 from ._token_bucket import TokenBucket as TokenBucket
 
 __all__ = [
+    "Attempt",
     "BreakerSnapshot",
     "CallRejected",
     "CircuitBreaker",
@@ -44,11 +52,17 @@ __all__ = [
     "RateLimited",
     "RejectedError",
     "ResilioError",
+    "Retry",
+    "RetryBudget",
+    "RetryExhausted",
+    "RetryRefused",
+    "RetryScheduled",
     "SlidingWindowBreaker",
     "SystemClock",
     "TokenBucket",
     "WindowSnapshot",
     "default_bus",
+    "retry",
 ]
 
 for _name in __all__:

@@ -83,6 +83,49 @@ class RateLimited(Event):
     rejected: bool
 
 
+@attrs.frozen(kw_only=True)
+class RetryScheduled(Event):
+    """A retry policy will try again after a delay.
+
+    Attributes:
+        attempt: The number of the try that just failed (1 for the first).
+        delay: Seconds it waits before the next try.
+        error: The exception that try raised, or ``None`` if its result asked for
+            another try (``if_result``).
+    """
+
+    attempt: int
+    delay: float
+    error: BaseException | None
+
+
+@attrs.frozen(kw_only=True)
+class RetryExhausted(Event):
+    """A retry policy gave up: no tries left, or the next sleep would pass its timeout.
+
+    Attributes:
+        attempts: How many tries were made.
+        error: The last exception, re-raised to the caller, or ``None`` if the last
+            result is returned.
+    """
+
+    attempts: int
+    error: BaseException | None
+
+
+@attrs.frozen(kw_only=True)
+class RetryRefused(Event):
+    """A retry budget refused a retry, so the error went to the caller at once.
+
+    Attributes:
+        attempt: The number of the try that just failed.
+        error: The exception re-raised to the caller, or ``None`` for a result.
+    """
+
+    attempt: int
+    error: BaseException | None
+
+
 Handler = Callable[[Any], object]
 
 

@@ -1,0 +1,610 @@
+"""Retry with jittered exponential backoff, retry budgets and retry-after hints.
+
+A [`Retry`][resilio.Retry] policy is configuration only: every call through it keeps
+its own count of tries in local variables, so concurrent calls through one decorated
+function never share or clobber state. The success path costs one ``try`` block: the
+per-call state is created only after a first failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import random as _random
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+from . import _validate
+from ._backoff import JITTERS, Jitter, jittered
+from ._clock import SYSTEM_CLOCK, Clock, check_clock
+from ._events import (
+    EventBus,
+    RetryExhausted,
+    RetryRefused,
+    RetryScheduled,
+    check_bus,
+    default_bus,
+)
+from ._guard import is_async_callable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class RetryBudget:
+    """Caps retries at a fraction of recent first tries, so an outage cannot multiply load.
+
+    Every call through a policy that uses the budget deposits one first try; every
+    retry withdraws one. Over the last ``window`` seconds, retries are allowed up to
+    ``ratio`` times the first tries plus ``min_per_second`` per second; beyond that a
+    retry is refused and the caller gets the error at once. Deposits expire as the
+    window slides (Finagle's retry budget), so a burst of traffic long ago buys
+    nothing now. Share one budget between every policy that calls the same
+    dependency, across threads and tasks alike.
+
+    Args:
+        ratio: Retries allowed per first try, e.g. ``0.2`` for 20 %.
+        min_per_second: Retries allowed per second whatever the traffic, so that a
+            quiet service can still retry.
+        window: Seconds over which first tries and retries are counted.
+        clock: Where time comes from.
+    """
+
+    BUCKETS = 10
+    """Slices the window is kept in; counts leave it a slice at a time."""
+
+    __slots__ = (
+        "__weakref__",
+        "_clock",
+        "_deposits",
+        "_epoch",
+        "_lock",
+        "_min_per_second",
+        "_now",
+        "_ratio",
+        "_ring_deposits",
+        "_ring_withdrawals",
+        "_width",
+        "_window",
+        "_withdrawals",
+    )
+
+    def __init__(
+        self,
+        ratio: float = 0.2,
+        min_per_second: float = 10.0,
+        *,
+        window: float = 10.0,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._ratio = _validate.number("ratio", ratio, ge=0)
+        self._min_per_second = _validate.number("min_per_second", min_per_second, ge=0)
+        self._window = _validate.number("window", window, gt=0)
+        self._clock = check_clock(clock)
+        self._now = clock.monotonic
+        self._lock = threading.Lock()
+        self._width = self._window / self.BUCKETS
+        self._ring_deposits = [0] * self.BUCKETS
+        self._ring_withdrawals = [0] * self.BUCKETS
+        self._deposits = self._withdrawals = 0
+        self._epoch = int(self._now() // self._width)
+
+    def _advance(self) -> None:
+        epoch = int(self._now() // self._width)
+        passed = epoch - self._epoch
+        if passed <= 0:
+            return
+        deposits, withdrawals = self._ring_deposits, self._ring_withdrawals
+        for step in range(1, min(passed, self.BUCKETS) + 1):
+            index = (self._epoch + step) % self.BUCKETS
+            self._deposits -= deposits[index]
+            self._withdrawals -= withdrawals[index]
+            deposits[index] = withdrawals[index] = 0
+        self._epoch = epoch
+
+    def deposit(self) -> None:
+        """Count one first try."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._advance()
+            self._ring_deposits[self._epoch % self.BUCKETS] += 1
+            self._deposits += 1
+        finally:
+            lock.release()
+
+    def try_withdraw(self) -> bool:
+        """Take one retry from the budget if it allows it; never waits."""
+        with self._lock:
+            self._advance()
+            if self._withdrawals + 1 > self._allowed():
+                return False
+            self._ring_withdrawals[self._epoch % self.BUCKETS] += 1
+            self._withdrawals += 1
+            return True
+
+    def _allowed(self) -> float:
+        return self._ratio * self._deposits + self._min_per_second * self._window
+
+    @property
+    def available(self) -> float:
+        """Retries the budget would allow now."""
+        with self._lock:
+            self._advance()
+            return max(0.0, self._allowed() - self._withdrawals)
+
+    def __repr__(self) -> str:
+        with self._lock:
+            self._advance()
+            deposits, withdrawals = self._deposits, self._withdrawals
+        return (
+            f"<RetryBudget ratio={self._ratio:g} min_per_second={self._min_per_second:g}: "
+            f"{withdrawals} retries for {deposits} first tries in the last {self._window:g}s>"
+        )
+
+
+class _Run:
+    """The state of one call after its first failure: which try, the last delay, the deadline."""
+
+    __slots__ = ("attempt", "deadline", "policy", "previous")
+
+    def __init__(self, policy: Retry, started: float) -> None:
+        self.policy = policy
+        self.attempt = 1
+        self.previous = policy._base_delay
+        self.deadline = None if policy._timeout is None else started + policy._timeout
+
+    def next_delay(self, error: BaseException | None) -> float | None:
+        """After the current try failed: the delay before the next, or ``None`` to stop."""
+        policy = self.policy
+        attempt = self.attempt
+        if attempt >= policy._attempts:
+            policy._publish_exhausted(attempt, error)
+            return None
+        delay = self.previous = jittered(
+            attempt,
+            self.previous,
+            base_delay=policy._base_delay,
+            multiplier=policy._multiplier,
+            max_delay=policy._max_delay,
+            jitter=policy._jitter,
+            random=policy._random,
+        )
+        hint = getattr(error, "retry_after", None)
+        if hint is not None and isinstance(hint, (int, float)) and hint > delay:
+            delay = float(hint)  # never sooner than the rejection said
+        if self.deadline is not None and policy._now() + delay > self.deadline:
+            policy._publish_exhausted(attempt, error)
+            return None
+        budget = policy._budget
+        if budget is not None and not budget.try_withdraw():
+            bus = policy._bus
+            if bus.wants(RetryRefused):
+                bus.publish(
+                    RetryRefused(
+                        source=policy._name, at=policy._now(), attempt=attempt, error=error
+                    )
+                )
+            return None
+        bus = policy._bus
+        if bus.wants(RetryScheduled):
+            bus.publish(
+                RetryScheduled(
+                    source=policy._name, at=policy._now(), attempt=attempt, delay=delay, error=error
+                )
+            )
+        self.attempt = attempt + 1
+        return delay
+
+
+class Attempt:
+    """One try in an inline retry loop; use it as ``with attempt:``.
+
+    Leaving the block with an exception the policy retries on swallows it and lets
+    the loop go round again; any other outcome ends the loop.
+
+    Attributes:
+        number: Which try this is, from 1.
+    """
+
+    __slots__ = ("_loop", "number")
+
+    def __init__(self, loop: _Attempts, number: int) -> None:
+        self._loop = loop
+        self.number = number
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        loop = self._loop
+        if isinstance(exc, Exception) and loop.policy._on(exc):
+            loop.error = exc
+            return True
+        loop.done = True
+        return False
+
+    def __repr__(self) -> str:
+        return f"<Attempt {self.number} of {self._loop.policy._attempts}>"
+
+
+class _Attempts:
+    """The iterator behind ``for attempt in policy:``."""
+
+    __slots__ = ("done", "error", "policy", "run")
+
+    def __init__(self, policy: Retry) -> None:
+        self.policy = policy
+        self.run: _Run | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+    def _next_delay(self) -> float | Attempt:
+        """The first attempt, or the delay before the next one; raises when it is over."""
+        if self.done:
+            raise StopIteration
+        policy = self.policy
+        if self.run is None:
+            if policy._budget is not None:
+                policy._budget.deposit()
+            self.run = _Run(policy, policy._now())
+            return Attempt(self, 1)
+        error = self.error
+        if error is None:  # the last attempt's block was never entered
+            self.done = True
+            raise StopIteration
+        self.error = None
+        delay = self.run.next_delay(error)
+        if delay is None:
+            self.done = True
+            raise error
+        return delay
+
+    def __iter__(self) -> Iterator[Attempt]:
+        return self
+
+    def __next__(self) -> Attempt:
+        step = self._next_delay()
+        if isinstance(step, Attempt):
+            return step
+        self.policy._clock.sleep(step)
+        assert self.run is not None
+        return Attempt(self, self.run.attempt)
+
+    def __aiter__(self) -> AsyncIterator[Attempt]:
+        return self
+
+    async def __anext__(self) -> Attempt:
+        try:
+            step = self._next_delay()
+        except StopIteration:
+            raise StopAsyncIteration from None
+        if isinstance(step, Attempt):
+            return step
+        await self.policy._clock.sleep_async(step)
+        assert self.run is not None
+        return Attempt(self, self.run.attempt)
+
+
+class Retry:
+    """A retry policy: try again, after a growing, jittered delay, when a call fails.
+
+    The delay before try ``k + 1`` is ``min(max_delay, base_delay * multiplier ** (k - 1))``,
+    jittered (see ``jitter``). When tries run out, or the next sleep would end past
+    ``timeout``, the last exception is re-raised exactly as it was: never wrapped. An
+    exception that carries ``retry_after`` (an open
+    [`CircuitBreaker`][resilio.CircuitBreaker], a rate limiter, or one of your own)
+    is not retried sooner than that. Cancellation, ``KeyboardInterrupt`` and other
+    [`BaseException`][BaseException]s that are not [`Exception`][Exception]s are
+    never retried.
+
+    Use it as a decorator on ``def`` and ``async def`` (signatures kept), through
+    `call` / `call_async`, or inline::
+
+        for attempt in policy:
+            with attempt:
+                ...
+
+    (``async for`` in async code). Each call keeps its own count of tries.
+
+    Args:
+        on: Exception types (one or a tuple), or a predicate
+            ``(exception) -> bool``, that ask for another try.
+        if_result: A predicate on the return value that asks for another try; when
+            tries run out the last result is returned.
+        attempts: Tries in all, the first included (``>= 1``).
+        base_delay: Seconds before the first retry, before jitter.
+        max_delay: The longest delay from the schedule.
+        multiplier: How much each delay grows (``>= 1``).
+        jitter: ``"full"``, ``"equal"``, ``"decorrelated"`` or ``None``.
+        timeout: Seconds the whole call may take, sleeps included: no sleep is
+            started that would end past it. ``None`` for no limit.
+        budget: A [`RetryBudget`][resilio.RetryBudget] to draw retries from.
+        random: A callable returning floats in [0, 1) for jitter; pass a seeded
+            ``random.Random(...).random`` for exact tests.
+        name: Appears in events and ``repr``.
+        clock: Where time comes from; on a [`ManualClock`][resilio.ManualClock]
+            a sync retry loop runs instantly.
+        bus: Where events go; the process-wide [`default_bus`][resilio.default_bus]
+            by default.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_attempts",
+        "_base_delay",
+        "_budget",
+        "_bus",
+        "_clock",
+        "_if_result",
+        "_jitter",
+        "_max_delay",
+        "_multiplier",
+        "_name",
+        "_now",
+        "_on",
+        "_random",
+        "_timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        on: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[BaseException], bool] = Exception,
+        if_result: Callable[[Any], bool] | None = None,
+        attempts: int = 5,
+        base_delay: float = 0.1,
+        max_delay: float = 10.0,
+        multiplier: float = 2.0,
+        jitter: Jitter = "full",
+        timeout: float | None = None,
+        budget: RetryBudget | None = None,
+        random: Callable[[], float] | None = None,
+        name: str = "retry",
+        clock: Clock = SYSTEM_CLOCK,
+        bus: EventBus | None = None,
+    ) -> None:
+        self._on = _validate.exception_matcher("on", on)
+        if if_result is not None:
+            _validate.callable_("if_result", if_result)
+        self._if_result = if_result
+        self._attempts = _validate.integer("attempts", attempts, ge=1)
+        self._base_delay = _validate.number("base_delay", base_delay, ge=0)
+        self._max_delay = _validate.number("max_delay", max_delay, ge=0)
+        self._multiplier = _validate.number("multiplier", multiplier, ge=1)
+        if jitter not in JITTERS:
+            msg = f"'jitter' must be one of 'full', 'equal', 'decorrelated' or None: {jitter!r}"
+            raise ValueError(msg)
+        self._jitter = jitter
+        self._timeout = _validate.optional_number("timeout", timeout, gt=0)
+        if budget is not None and not isinstance(budget, RetryBudget):
+            msg = f"'budget' must be a RetryBudget: {budget!r}"
+            raise TypeError(msg)
+        self._budget = budget
+        if random is not None:
+            _validate.callable_("random", random)
+        self._random = _random.random if random is None else random
+        self._name = _validate.text("name", name)
+        self._clock = check_clock(clock)
+        self._now = clock.monotonic
+        self._bus = default_bus() if bus is None else check_bus(bus)
+
+    @property
+    def name(self) -> str:
+        """The name that appears in events and ``repr``."""
+        return self._name
+
+    # -- the decorator --------------------------------------------------------------
+
+    def __call__(self, fn: Callable[P, T], /) -> Callable[P, T]:
+        """Decorate a ``def`` or an ``async def``; its signature is kept."""
+        if not callable(fn):
+            msg = f"Retry decorates callables, not {fn!r}"
+            raise TypeError(msg)
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            msg = f"Retry retries calls, not generators: {fn!r}"
+            raise TypeError(msg)
+        if is_async_callable(fn):
+            return cast("Callable[P, T]", self._wrap_async(fn))  # type: ignore[arg-type]
+        return self._wrap_sync(fn)
+
+    def _wrap_sync(self, fn: Callable[P, T]) -> Callable[P, T]:
+        retry_sync = self._retry_sync
+        if_result = self._if_result
+        budget = self._budget
+        now = self._now
+        timed = self._timeout is not None
+
+        @functools.wraps(fn)
+        def retried(*args: P.args, **kwargs: P.kwargs) -> T:
+            started = now() if timed else 0.0
+            if budget is not None:
+                budget.deposit()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                error: Exception | None = exc
+            else:
+                if if_result is None or not if_result(result):
+                    return result
+                error = None
+            try:  # outside the except block, so later errors are not chained to this one
+                return retry_sync(fn, args, kwargs, started, error, None if error else result)
+            finally:
+                error = None
+
+        return retried
+
+    def _wrap_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        retry_async = self._retry_async
+        if_result = self._if_result
+        budget = self._budget
+        now = self._now
+        timed = self._timeout is not None
+
+        @functools.wraps(fn)
+        async def retried(*args: P.args, **kwargs: P.kwargs) -> T:
+            started = now() if timed else 0.0
+            if budget is not None:
+                budget.deposit()
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                error: Exception | None = exc
+            else:
+                if if_result is None or not if_result(result):
+                    return result
+                error = None
+            try:
+                return await retry_async(
+                    fn, args, kwargs, started, error, None if error else result
+                )
+            finally:
+                error = None
+
+        return retried
+
+    # -- the loops after a first failure --------------------------------------------
+
+    def _retry_sync(  # noqa: PLR0917 - private, called from one place
+        self,
+        fn: Callable[..., T],
+        args: Any,
+        kwargs: Any,
+        started: float,
+        error: BaseException | None,
+        result: Any,
+    ) -> T:
+        run = _Run(self, started)
+        if_result = self._if_result
+        while True:
+            if error is not None and not self._on(error):
+                raise error
+            delay = run.next_delay(error)
+            if delay is None:
+                if error is not None:
+                    raise error
+                return result  # type: ignore[no-any-return]
+            self._clock.sleep(delay)
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                error = exc
+                continue
+            if if_result is None or not if_result(result):
+                return result  # type: ignore[no-any-return]
+            error = None
+
+    async def _retry_async(  # noqa: PLR0917 - private, called from one place
+        self,
+        fn: Callable[..., Awaitable[T]],
+        args: Any,
+        kwargs: Any,
+        started: float,
+        error: BaseException | None,
+        result: Any,
+    ) -> T:
+        run = _Run(self, started)
+        if_result = self._if_result
+        while True:
+            if error is not None and not self._on(error):
+                raise error
+            delay = run.next_delay(error)
+            if delay is None:
+                if error is not None:
+                    raise error
+                return result  # type: ignore[no-any-return]
+            await self._clock.sleep_async(delay)
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                error = exc
+                continue
+            if if_result is None or not if_result(result):
+                return result  # type: ignore[no-any-return]
+            error = None
+
+    # -- the other forms ------------------------------------------------------------
+
+    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call ``fn(*args, **kwargs)`` under this policy and return its result."""
+        return self._wrap_sync(fn)(*args, **kwargs)
+
+    async def call_async(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Await ``fn(*args, **kwargs)`` under this policy and return its result."""
+        return await self._wrap_async(fn)(*args, **kwargs)
+
+    def __iter__(self) -> Iterator[Attempt]:
+        """Tries for an inline loop: ``for attempt in policy: with attempt: ...``."""
+        return _Attempts(self)
+
+    def __aiter__(self) -> AsyncIterator[Attempt]:
+        """Tries for an async inline loop: ``async for attempt in policy: with attempt: ...``."""
+        return _Attempts(self)
+
+    # -- events ---------------------------------------------------------------------
+
+    def _publish_exhausted(self, attempts: int, error: BaseException | None) -> None:
+        bus = self._bus
+        if bus.wants(RetryExhausted):
+            bus.publish(
+                RetryExhausted(source=self._name, at=self._now(), attempts=attempts, error=error)
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Retry {self._name!r}: {self._attempts} attempts, {self._base_delay:g}s "
+            f"x{self._multiplier:g} up to {self._max_delay:g}s, jitter={self._jitter!r}"
+            + (f", timeout {self._timeout:g}s" if self._timeout is not None else "")
+            + ">"
+        )
+
+
+@overload
+def retry(fn: Callable[P, T], /) -> Callable[P, T]: ...
+
+
+@overload
+def retry(
+    *,
+    on: type[BaseException]
+    | tuple[type[BaseException], ...]
+    | Callable[[BaseException], bool] = ...,
+    if_result: Callable[[Any], bool] | None = ...,
+    attempts: int = ...,
+    base_delay: float = ...,
+    max_delay: float = ...,
+    multiplier: float = ...,
+    jitter: Jitter = ...,
+    timeout: float | None = ...,
+    budget: RetryBudget | None = ...,
+    random: Callable[[], float] | None = ...,
+    name: str = ...,
+    clock: Clock = ...,
+    bus: EventBus | None = ...,
+) -> Retry: ...
+
+
+def retry(fn: Callable[P, T] | None = None, /, **options: Any) -> Retry | Callable[P, T]:
+    """Retry a function on failure: ``@retry`` or ``@retry(on=..., attempts=...)``.
+
+    ``retry(**options)`` is [`Retry(**options)`][resilio.Retry]; the bare ``@retry``
+    uses the defaults. See [`Retry`][resilio.Retry] for every option.
+    """
+    if fn is None:
+        return Retry(**options)
+    if options:
+        msg = "retry() takes either a function or options, not both"
+        raise TypeError(msg)
+    return Retry()(fn)
