@@ -16,7 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-GROUPS = {"breaker": "bench_breaker", "buckets": "bench_buckets", "retry": "bench_retry"}
+GROUPS = {
+    "breaker": "bench_breaker",
+    "buckets": "bench_buckets",
+    "retry": "bench_retry",
+    "pool": "bench_pool",
+}
 PEERS = [
     "pybreaker",
     "circuitbreaker",

@@ -144,6 +144,8 @@ PRIMITIVES: dict[str, Callable[..., Any]] = {
     "SlidingWindowBreaker": SlidingWindowBreaker,
     "TokenBucket": functools.partial(resilio.TokenBucket, 10, 5),
     "LeakyBucket": functools.partial(resilio.LeakyBucket, 10, 5),
+    "WorkerPool": resilio.WorkerPool,
+    "Retry": resilio.Retry,
 }
 
 

@@ -14,6 +14,8 @@ from ._clock import Clock as Clock
 from ._clock import ManualClock as ManualClock
 from ._clock import SystemClock as SystemClock
 from ._errors import CircuitOpenError as CircuitOpenError
+from ._errors import PoolClosedError as PoolClosedError
+from ._errors import PoolFullError as PoolFullError
 from ._errors import RateLimitExceeded as RateLimitExceeded
 from ._errors import RejectedError as RejectedError
 from ._errors import ResilioError as ResilioError
@@ -25,8 +27,13 @@ from ._events import RateLimited as RateLimited
 from ._events import RetryExhausted as RetryExhausted
 from ._events import RetryRefused as RetryRefused
 from ._events import RetryScheduled as RetryScheduled
+from ._events import TaskFailed as TaskFailed
+from ._events import TaskRejected as TaskRejected
 from ._events import default_bus as default_bus
 from ._leaky_bucket import LeakyBucket as LeakyBucket
+from ._pool import PoolStats as PoolStats
+from ._pool import TaskHandle as TaskHandle
+from ._pool import WorkerPool as WorkerPool
 from ._retry import Attempt as Attempt
 from ._retry import Retry as Retry
 from ._retry import RetryBudget as RetryBudget
@@ -48,6 +55,9 @@ __all__ = [
     "EventBus",
     "LeakyBucket",
     "ManualClock",
+    "PoolClosedError",
+    "PoolFullError",
+    "PoolStats",
     "RateLimitExceeded",
     "RateLimited",
     "RejectedError",
@@ -59,8 +69,12 @@ __all__ = [
     "RetryScheduled",
     "SlidingWindowBreaker",
     "SystemClock",
+    "TaskFailed",
+    "TaskHandle",
+    "TaskRejected",
     "TokenBucket",
     "WindowSnapshot",
+    "WorkerPool",
     "default_bus",
     "retry",
 ]

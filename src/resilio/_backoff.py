@@ -29,8 +29,8 @@ def exponential(attempt: int, base_delay: float, multiplier: float, max_delay: f
     """The delay after try *attempt* failed, before jitter."""
     try:
         delay = base_delay * multiplier ** (attempt - 1)
-    except OverflowError:
-        return max_delay
+    except OverflowError:  # a huge power: the cap, unless there is nothing to grow
+        return max_delay if base_delay else 0.0
     return delay if delay < max_delay else max_delay
 
 

@@ -75,33 +75,36 @@ class SystemClock:
 SYSTEM_CLOCK = SystemClock()
 
 
-def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
-    """Return a function that schedules a callback on the running event loop from any thread."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        import trio
-
-        return trio.lowlevel.current_trio_token().run_sync_soon
-    return loop.call_soon_threadsafe
-
-
 class AsyncWaker:
     """A wake-up for the current task that any thread may trigger.
 
     Strictly private: the clock and the waiting layer use it so that a sleeper can be
     woken from the event loop's own thread (directly) or from another one (through the
-    loop's thread-safe callback queue), on asyncio and trio alike. :meth:`reset` arms
-    it again after a wake-up; a wake that races with a reset is never lost, because
-    callers reset *before* they re-check whatever they wait for.
+    loop's thread-safe callback queue), on asyncio and trio alike. `reset` arms it
+    again after a wake-up; a wake that races with a reset is never lost, because
+    callers reset *before* they re-check whatever they wait for. It uses the running
+    loop's own event type (anyio's wrapper costs several times more to create, and
+    wakers are created and re-armed on hot paths).
     """
 
-    __slots__ = ("_call_soon", "_event", "_thread")
+    __slots__ = ("_call_soon", "_event", "_new_event", "_thread")
 
     def __init__(self) -> None:
-        self._event = anyio.Event()
         self._thread = threading.get_ident()
-        self._call_soon = _call_soon_threadsafe()
+        new_event: Callable[[], Any]
+        self._call_soon: Callable[[Callable[[], object]], object]
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            import trio
+
+            new_event = trio.Event
+            self._call_soon = trio.lowlevel.current_trio_token().run_sync_soon
+        else:
+            new_event = asyncio.Event
+            self._call_soon = loop.call_soon_threadsafe
+        self._new_event = new_event
+        self._event = new_event()
 
     def wake(self) -> None:
         """Wake the waiting task; safe from any thread, idempotent."""
@@ -116,10 +119,10 @@ class AsyncWaker:
     def reset(self) -> None:
         """Arm the waker again after it has fired."""
         if self._event.is_set():
-            self._event = anyio.Event()
+            self._event = self._new_event()
 
     async def wait(self) -> None:
-        """Wait until :meth:`wake` is called."""
+        """Wait until `wake` is called."""
         await self._event.wait()
 
 

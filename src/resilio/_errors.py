@@ -6,7 +6,9 @@ it was. resilio's own errors form one small tree::
     ResilioError                 anything resilio raises itself
     └── RejectedError            a call refused without running; carries retry_after
         ├── CircuitOpenError     an open (or saturated half-open) circuit breaker
-        └── RateLimitExceeded    a rate limiter that cannot admit a request in time
+        ├── RateLimitExceeded    a rate limiter that cannot admit a request in time
+        └── PoolFullError        a worker pool whose queue has no room
+    └── PoolClosedError          a worker pool that is shut down (or a task it dropped)
 
 Every error pickles, so it crosses process boundaries intact.
 """
@@ -76,3 +78,17 @@ class RateLimitExceeded(RejectedError):
     """
 
     _what = "is over its rate limit"
+
+
+class PoolFullError(RejectedError):
+    """A worker pool's queue is full; ``submit_nowait`` does not wait for room."""
+
+    _what = "has no room in its queue"
+
+
+class PoolClosedError(ResilioError):
+    """A worker pool is shut down: it takes no more work, and dropped what it had not run.
+
+    Raised by ``submit`` after shutdown, and by awaiting the handle of a task that a
+    ``shutdown(cancel=True)`` cancelled or that never ran.
+    """

@@ -126,6 +126,28 @@ class RetryRefused(Event):
     error: BaseException | None
 
 
+@attrs.frozen(kw_only=True)
+class TaskRejected(Event):
+    """A worker pool refused a task because its queue was full (``submit_nowait``).
+
+    Attributes:
+        queued: Tasks in the queue at the time.
+    """
+
+    queued: int
+
+
+@attrs.frozen(kw_only=True)
+class TaskFailed(Event):
+    """A task run by a worker pool raised; the pool and the other tasks go on.
+
+    Attributes:
+        error: The exception, which awaiting the task's handle also raises.
+    """
+
+    error: BaseException
+
+
 Handler = Callable[[Any], object]
 
 

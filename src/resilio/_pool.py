@@ -1,0 +1,533 @@
+"""A bounded worker pool (a bulkhead): a fixed set of workers reading a bounded queue.
+
+The pool runs ``workers`` long-lived tasks that take work from one queue of at most
+``queue_size`` items: no task is created per submission, so memory stays flat
+however much work passes through. A full queue pushes back on submitters, who wait
+for room in FIFO order (through the same waiting layer as the rate limiters).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import inspect
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
+from types import FunctionType, TracebackType
+from typing import Any, Generic, ParamSpec, TypeVar
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import anyio.to_thread
+import attrs
+
+from . import _validate
+from ._clock import SYSTEM_CLOCK, AsyncWaker, Clock, check_clock
+from ._errors import PoolClosedError, PoolFullError
+from ._events import EventBus, TaskFailed, TaskRejected, check_bus, default_bus
+from ._guard import is_async_callable
+from ._waiters import Waiter, WaitQueue
+
+logger = logging.getLogger("resilio")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_PENDING, _RUNNING, _DONE, _FAILED, _DROPPED = range(5)
+_CO_COROUTINE = inspect.CO_COROUTINE
+
+
+def _is_coroutine_function(fn: Any) -> bool:
+    """`is_async_callable`, with a fast path for plain functions (checked per task)."""
+    if type(fn) is FunctionType:
+        return bool(fn.__code__.co_flags & _CO_COROUTINE)
+    return is_async_callable(fn)
+
+
+@attrs.frozen(kw_only=True)
+class PoolStats:
+    """A frozen view of a [`WorkerPool`][resilio.WorkerPool] at one instant.
+
+    Attributes:
+        workers: Worker tasks running (or asked for, after a resize).
+        busy: Workers running a task now.
+        queued: Tasks waiting in the queue.
+        completed: Tasks that returned.
+        failed: Tasks that raised.
+        rejected: Submissions refused because the queue was full.
+    """
+
+    workers: int
+    busy: int
+    queued: int
+    completed: int
+    failed: int
+    rejected: int
+
+
+class TaskHandle(Generic[T]):
+    """A task submitted to a [`WorkerPool`][resilio.WorkerPool]; await it for its result.
+
+    ``await handle`` returns what the task returned or raises what it raised. A task
+    the pool dropped (cancelled by ``shutdown(cancel=True)``, or cut short by
+    `cancel`) raises [`PoolClosedError`][resilio.PoolClosedError]. If a task fails and
+    nobody ever awaits its handle, the error is logged on the ``resilio`` logger when
+    the handle is garbage-collected, so it is never lost silently.
+    """
+
+    __slots__ = ("_args", "_event", "_fn", "_kwargs", "_observed", "_outcome", "_state")
+
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self._fn = fn
+        self._args = args
+        self._kwargs = kwargs
+        self._state = _PENDING
+        self._outcome: Any = None
+        self._event: anyio.Event | None = None
+        self._observed = False
+
+    def done(self) -> bool:
+        """Whether the task has finished (returned, raised, or was dropped)."""
+        return self._state >= _DONE
+
+    def cancel(self) -> bool:
+        """Drop the task if it has not started; return whether it was dropped."""
+        if self._state != _PENDING:
+            return False
+        self._finish(_DROPPED, None)
+        self._observed = True
+        return True
+
+    def _finish(self, state: int, outcome: Any) -> None:
+        self._state = state
+        self._outcome = outcome
+        self._fn = self._args = self._kwargs = None  # type: ignore[assignment]
+        if self._event is not None:
+            self._event.set()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> T:
+        if self._state < _DONE:
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+        self._observed = True
+        if self._state == _DONE:
+            return self._outcome  # type: ignore[no-any-return]
+        if self._state == _FAILED:
+            raise self._outcome
+        msg = "the task was dropped: its pool was shut down or it was cancelled"
+        raise PoolClosedError(msg)
+
+    def __del__(self) -> None:
+        if self._state == _FAILED and not self._observed:
+            logger.error(
+                "a pool task failed and nobody awaited its handle",
+                exc_info=self._outcome,
+            )
+
+    def __repr__(self) -> str:
+        state = ("queued", "running", "done", "failed", "dropped")[self._state]
+        return f"<TaskHandle {state}>"
+
+
+class WorkerPool:
+    """Runs work on a fixed number of workers, taking it from a bounded queue.
+
+    ``async with WorkerPool(workers=10, queue_size=100) as pool:`` starts ``workers``
+    worker tasks; at most that many tasks run at once. ``await pool.submit(fn, ...)``
+    queues a call, waiting for room when the queue is full (backpressure, FIFO among
+    waiting submitters); `submit_nowait` raises
+    [`PoolFullError`][resilio.PoolFullError] instead. Both return a
+    [`TaskHandle`][resilio.TaskHandle] to await for the result. `run` submits and
+    waits; `map` runs a function over an iterable and yields results in input order.
+    ``async def`` functions run on the event loop; plain functions run in worker
+    threads, at most ``workers`` at once.
+
+    A failing task never stops the pool or the other tasks: its handle re-raises the
+    error, [`TaskFailed`][resilio.TaskFailed] is published, and an error nobody awaits
+    is logged. Leaving the block drains the pool: queued and running tasks finish
+    first. ``await pool.shutdown(cancel=True)`` cancels them instead. If the block
+    raises, the pool is shut down with cancellation before the error propagates.
+
+    The pool belongs to the event loop that runs it: use it from that loop's tasks.
+
+    Args:
+        workers: Tasks run at once.
+        queue_size: Tasks that may wait in the queue.
+        name: Appears in events, errors and ``repr``.
+        clock: Where time comes from (kept for symmetry; the pool has no timers).
+        bus: Where events go; the process-wide [`default_bus`][resilio.default_bus]
+            by default.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_alive",
+        "_all_exited",
+        "_bus",
+        "_busy",
+        "_clock",
+        "_closing",
+        "_completed",
+        "_failed",
+        "_idle",
+        "_limiter",
+        "_name",
+        "_queue",
+        "_queue_size",
+        "_rejected",
+        "_scopes",
+        "_started",
+        "_submitters",
+        "_target",
+        "_tasks",
+    )
+
+    def __init__(
+        self,
+        workers: int = 10,
+        queue_size: int = 100,
+        *,
+        name: str = "pool",
+        clock: Clock = SYSTEM_CLOCK,
+        bus: EventBus | None = None,
+    ) -> None:
+        self._target = _validate.integer("workers", workers, ge=1)
+        self._queue_size = _validate.integer("queue_size", queue_size, ge=0)
+        self._name = _validate.text("name", name)
+        self._clock = check_clock(clock)
+        self._bus = default_bus() if bus is None else check_bus(bus)
+        self._queue: collections.deque[TaskHandle[Any]] = collections.deque()
+        self._submitters = WaitQueue()  # waiting for room, each carrying its task
+        self._idle: collections.deque[AsyncWaker] = collections.deque()
+        self._scopes: set[anyio.CancelScope] = set()
+        self._alive = self._busy = 0
+        self._completed = self._failed = self._rejected = 0
+        self._started = self._closing = False
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._all_exited: anyio.Event | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    @property
+    def name(self) -> str:
+        """The name that appears in events, errors and ``repr``."""
+        return self._name
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> WorkerPool:
+        if self._started:
+            msg = f"{self!r} can be entered only once"
+            raise RuntimeError(msg)
+        self._started = True
+        self._limiter = anyio.CapacityLimiter(self._target)
+        self._tasks = anyio.create_task_group()
+        await self._tasks.__aenter__()
+        self._spawn(self._target)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tasks is not None
+        with anyio.CancelScope(shield=True):
+            await self.shutdown(cancel=exc is not None)
+        await self._tasks.__aexit__(None, None, None)
+
+    async def shutdown(self, *, cancel: bool = False) -> None:
+        """Stop taking work and wait until every worker has exited.
+
+        Args:
+            cancel: ``False`` drains: queued and running tasks finish first.
+                ``True`` cancels running tasks and drops queued ones; awaiting their
+                handles raises [`PoolClosedError`][resilio.PoolClosedError].
+        """
+        self._close()
+        if cancel:
+            while self._queue:
+                self._queue.popleft().cancel()
+            for scope in list(self._scopes):
+                scope.cancel()
+        if self._alive:
+            if self._all_exited is None:
+                self._all_exited = anyio.Event()
+            await self._all_exited.wait()
+
+    def _close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        submitters = self._submitters
+        while (waiter := submitters.head()) is not None:
+            waiter.failed = True
+            submitters.leave(waiter)
+            waiter.waker.wake()
+        self._wake_idle()
+
+    def _spawn(self, count: int) -> None:
+        assert self._tasks is not None
+        for _ in range(count):
+            self._alive += 1
+            self._tasks.start_soon(self._worker, name=f"{self._name} worker")
+
+    # -- submitting -------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closing or not self._started:
+            if not self._started:
+                msg = f"{self!r} is not running: use `async with WorkerPool(...) as pool:`"
+                raise RuntimeError(msg)
+            msg = f"{self._name!r} is shut down and takes no more work"
+            raise PoolClosedError(msg)
+
+    def _offer(
+        self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> TaskHandle[Any] | None:
+        """Queue a task if there is room now and nobody waits for it; else ``None``."""
+        queue = self._queue
+        idle = self._idle
+        if len(queue) >= self._queue_size + len(idle) or self._submitters._live:
+            return None
+        handle: TaskHandle[Any] = TaskHandle(fn, args, kwargs)
+        queue.append(handle)
+        if idle:
+            idle.popleft().wake()
+        return handle
+
+    def submit_nowait(
+        self, fn: Callable[P, Awaitable[T]] | Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskHandle[T]:
+        """Queue ``fn(*args, **kwargs)`` if there is room now, without waiting.
+
+        Raises:
+            PoolFullError: the queue is full (or others are waiting for room).
+            PoolClosedError: the pool is shut down.
+        """
+        self._check_open()
+        handle = self._offer(fn, args, kwargs)
+        if handle is None:
+            self._rejected += 1
+            bus = self._bus
+            if bus.wants(TaskRejected):
+                bus.publish(
+                    TaskRejected(
+                        source=self._name, at=self._clock.monotonic(), queued=len(self._queue)
+                    )
+                )
+            raise PoolFullError(self._name, None)
+        return handle
+
+    async def submit(
+        self, fn: Callable[P, Awaitable[T]] | Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskHandle[T]:
+        """Queue ``fn(*args, **kwargs)``, waiting for room if the queue is full.
+
+        Waiting submitters get room in the order they came. Cancelling one while it
+        waits leaves nothing queued.
+
+        Raises:
+            PoolClosedError: the pool is (or gets) shut down.
+        """
+        self._check_open()
+        handle = self._offer(fn, args, kwargs)
+        if handle is not None:
+            return handle
+        handle = TaskHandle(fn, args, kwargs)
+        waker = AsyncWaker()
+        waiter = Waiter(1, waker)
+        waiter.mark = handle
+        self._submitters.append(waiter)
+        try:
+            while not waiter.granted:
+                if waiter.failed:
+                    self._check_open()
+                waker.reset()
+                if waiter.granted:
+                    break
+                await waker.wait()
+        except BaseException:
+            if waiter.granted:
+                handle.cancel()  # queued on our behalf in the instant we left: drop it
+            elif not waiter.gone:
+                self._submitters.leave(waiter)
+            raise
+        return handle
+
+    async def run(
+        self, fn: Callable[P, Awaitable[T]] | Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Submit ``fn(*args, **kwargs)`` and wait for its result."""
+        return await (await self.submit(fn, *args, **kwargs))
+
+    async def map(
+        self,
+        fn: Callable[[Any], Awaitable[T]] | Callable[[Any], T],
+        items: Iterable[Any] | AsyncIterable[Any],
+        /,
+    ) -> AsyncIterator[T]:
+        """Run ``fn(item)`` for every item and yield the results in input order.
+
+        Items are pulled lazily, so an endless generator works: at most
+        ``workers + queue_size`` tasks are in flight at once. If a task raises, the
+        error is raised here in its turn; leaving the loop early drops the tasks not
+        yet started.
+        """
+        limit = self._target + self._queue_size
+        pending: collections.deque[TaskHandle[T]] = collections.deque()
+        source = aiter(items) if isinstance(items, AsyncIterable) else iter(items)
+        exhausted = False
+        offer = self._offer
+        try:
+            while True:
+                while not exhausted and len(pending) < limit:
+                    try:
+                        if isinstance(source, AsyncIterator):
+                            item = await anext(source)
+                        else:
+                            item = next(source)
+                    except (StopIteration, StopAsyncIteration):
+                        exhausted = True
+                        break
+                    handle = offer(fn, (item,), {})
+                    pending.append(handle if handle is not None else await self.submit(fn, item))
+                if not pending:
+                    return
+                yield await pending.popleft()
+        finally:
+            for handle in pending:
+                if not handle.cancel():
+                    handle._observed = True  # its result (or error) is no longer wanted
+
+    # -- the workers ------------------------------------------------------------------
+
+    def _take(self) -> TaskHandle[Any] | None:
+        """The next queued task, refilling the queue from waiting submitters."""
+        queue = self._queue
+        submitters = self._submitters
+        while True:
+            if submitters._live and len(queue) <= self._queue_size:
+                waiter = submitters.head()
+                if waiter is not None:
+                    queue.append(waiter.mark)
+                    submitters.grant(waiter)
+            if not queue:
+                return None
+            handle = queue.popleft()
+            if handle._state == _PENDING:
+                return handle
+
+    def _wake_idle(self) -> None:
+        while self._idle:
+            self._idle.popleft().wake()
+
+    async def _worker(self) -> None:
+        scope = anyio.CancelScope()
+        self._scopes.add(scope)
+        try:
+            with scope:
+                await self._work()
+        finally:
+            self._scopes.discard(scope)
+            self._alive -= 1
+            if self._alive == 0 and self._all_exited is not None:
+                self._all_exited.set()
+
+    async def _work(self) -> None:
+        limiter = self._limiter
+        bus = self._bus
+        waker = AsyncWaker()  # one per worker, re-armed for each idle spell
+        ran = 0
+        # Retiring after a resize: the check and the decrement in _worker() happen with
+        # no await between them, so exactly the surplus workers leave.
+        while self._alive <= self._target:
+            handle = self._take()
+            if handle is None:
+                if self._closing:
+                    return
+                waker.reset()
+                self._idle.append(waker)
+                try:
+                    await waker.wait()
+                finally:
+                    if waker in self._idle:
+                        self._idle.remove(waker)
+                continue
+            fn, args, kwargs = handle._fn, handle._args, handle._kwargs
+            handle._state = _RUNNING
+            self._busy += 1
+            try:
+                if _is_coroutine_function(fn):
+                    result = await fn(*args, **kwargs)
+                elif kwargs:
+                    result = await anyio.to_thread.run_sync(
+                        functools.partial(fn, *args, **kwargs), limiter=limiter
+                    )
+                else:
+                    result = await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
+            except Exception as exc:
+                self._failed += 1
+                handle._finish(_FAILED, exc)
+                if bus.wants(TaskFailed):
+                    bus.publish(
+                        TaskFailed(source=self._name, at=self._clock.monotonic(), error=exc)
+                    )
+            except BaseException:
+                handle._finish(_DROPPED, None)
+                handle._observed = True
+                raise
+            else:
+                self._completed += 1
+                handle._finish(_DONE, result)
+            finally:
+                self._busy -= 1
+            ran += 1
+            if not ran % 64:
+                # Tasks that never suspend would otherwise keep this worker from
+                # ever yielding to the loop while the queue is full.
+                await anyio.lowlevel.checkpoint()
+
+    # -- control ----------------------------------------------------------------------
+
+    def resize(self, workers: int) -> None:
+        """Change the number of workers while the pool runs.
+
+        Growing starts workers at once; shrinking lets running tasks finish, and the
+        extra workers exit as they become free.
+        """
+        workers = _validate.integer("workers", workers, ge=1)
+        self._check_open()
+        assert self._limiter is not None
+        self._target = workers
+        self._limiter.total_tokens = workers
+        if self._alive < workers:
+            self._spawn(workers - self._alive)
+        else:
+            self._wake_idle()
+
+    def stats(self) -> PoolStats:
+        """Return a frozen view of the pool's counters."""
+        return PoolStats(
+            workers=self._target,
+            busy=self._busy,
+            queued=len(self._queue),
+            completed=self._completed,
+            failed=self._failed,
+            rejected=self._rejected,
+        )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closing else "running" if self._started else "not started"
+        return (
+            f"<WorkerPool {self._name!r} {state}: {self._busy}/{self._target} busy, "
+            f"{len(self._queue)}/{self._queue_size} queued, "
+            f"{self._submitters._live} waiting to submit>"
+        )
