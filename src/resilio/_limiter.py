@@ -26,6 +26,7 @@ from ._waiters import SyncWaker, Waiter, WaitQueue, wait_async, wait_sync
 EPSILON = 1e-9
 
 _new_exceeded = RateLimitExceeded.__new__
+_INFINITY = float("inf")
 
 
 class RateLimiter(Guard):
@@ -128,7 +129,7 @@ class RateLimiter(Guard):
         Raises:
             ValueError: *n* is not positive or exceeds the capacity.
         """
-        if n != 1:
+        if n != 1 or n.__class__ is not int:
             self._check_amount(n)
         lock = self._lock
         lock.acquire()  # explicit acquire/release: ``with lock`` costs twice as much
@@ -158,10 +159,12 @@ class RateLimiter(Guard):
                 also if a later change of rate or capacity makes the deadline pass.
             ValueError: *n* is not positive or exceeds the capacity.
         """
-        if n != 1:
+        if n != 1 or n.__class__ is not int:
             self._check_amount(n)
         if timeout is not None:
             timeout = _validate.number("timeout", timeout, ge=0, finite=False)
+            if timeout == _INFINITY:
+                timeout = None
         lock = self._lock
         lock.acquire()
         try:
@@ -198,10 +201,12 @@ class RateLimiter(Guard):
             RateLimitExceeded: as for `acquire`.
             ValueError: *n* is not positive or exceeds the capacity.
         """
-        if n != 1:
+        if n != 1 or n.__class__ is not int:
             self._check_amount(n)
         if timeout is not None:
             timeout = _validate.number("timeout", timeout, ge=0, finite=False)
+            if timeout == _INFINITY:
+                timeout = None
         lock = self._lock
         lock.acquire()
         try:
@@ -222,7 +227,7 @@ class RateLimiter(Guard):
                 wake = self._poll(waiter, deadline)
                 if wake is None:
                     return
-                wait_sync(self._clock, waker, wake[0], timer=wake[1])  # type: ignore[arg-type]
+                wait_sync(self._clock, waker, wake[0], head=wake[1])  # type: ignore[arg-type]
         except BaseException:
             self._abandon(waiter)
             raise
@@ -247,9 +252,10 @@ class RateLimiter(Guard):
     def _poll(self, waiter: Waiter, deadline: float | None) -> tuple[float | None, bool] | None:
         """Serve what can be served; say how long *waiter* should sleep.
 
-        Returns ``None`` once *waiter* is granted, else ``(wake_at, timer)``: the clock
-        time to wake at (``None``: only when woken) and whether that is the queue's
-        head timer rather than the waiter's own deadline. Raises
+        Returns ``None`` once *waiter* is granted, else ``(wake_at, head)``: the clock
+        time to wake at (``None``: only when woken; the head's turn or the waiter's
+        deadline, whichever comes first) and whether the waiter heads the queue (on
+        a `ManualClock`, a blocked head thread moves the clock itself). Raises
         [`RateLimitExceeded`][resilio.RateLimitExceeded] when the waiter failed or
         its deadline passed.
         """
@@ -264,12 +270,11 @@ class RateLimiter(Guard):
                 if waiter.granted:
                     return None
                 if deadline is None or now < deadline - EPSILON:
-                    timer = None
-                    if self._waiters.head() is waiter:
-                        timer = self._ready_at(0.0, waiter.amount, now)
-                    if deadline is not None and (timer is None or deadline < timer):
-                        return (deadline, False)
-                    return (timer, True)
+                    head = self._waiters.head() is waiter
+                    wake = self._ready_at(0.0, waiter.amount, now) if head else None
+                    if deadline is not None and (wake is None or deadline < wake):
+                        wake = deadline
+                    return (wake, head)
                 self._remove(waiter, now)  # timed out
             retry_after = None if waiter.failed else self._ready_at(0.0, waiter.amount, now) - now
         finally:

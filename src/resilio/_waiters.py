@@ -141,19 +141,19 @@ async def wait_async(clock: Clock, waker: AsyncWaker, deadline: float | None) ->
                 await waker.wait()
 
 
-def wait_sync(clock: Clock, waker: SyncWaker, deadline: float | None, *, timer: bool) -> None:
+def wait_sync(clock: Clock, waker: SyncWaker, deadline: float | None, *, head: bool) -> None:
     """Block until *waker* fires or the clock reaches *deadline* (``None``: no deadline).
 
     On a [`ManualClock`][resilio.ManualClock] a blocked thread cannot wait for virtual
-    time to pass by itself, so, like ``ManualClock.sleep``, the queue's timer (the head
-    waiter, ``timer=True``) advances the clock to its deadline; any other deadline (a
-    timeout) waits for someone else to advance it.
+    time to pass by itself, so, like ``ManualClock.sleep``, the head of the queue
+    advances the clock to its deadline; any other waiter with a deadline (a timeout)
+    waits for the clock to be moved by someone else.
     """
     if deadline is None:
         waker.wait()
     elif isinstance(clock, ManualClock):
         delay = deadline - clock.monotonic()
-        if timer:
+        if head:
             if delay > 0:
                 clock.advance(delay)
             return
