@@ -260,13 +260,13 @@ class TestQueueBound:
             assert bucket.available == 0
             with anyio.fail_after(5), pytest.raises(RateLimitExceeded) as info:
                 await bucket.acquire()
-            assert info.value.retry_after == 1.0  # after a, b and c
+            assert info.value.retry_after == 0.25  # room again once a is admitted
             assert info.value.name == "lb"
             with pytest.raises(RateLimitExceeded):
                 bucket.acquire_sync()  # the blocking form refuses at once too
             assert clock.monotonic() == 0
             assert bucket.waiting == 3
-            assert limited(events)[-2:] == [(1, 1.0, True, 0.0)] * 2
+            assert limited(events)[-2:] == [(1, 0.25, True, 0.0)] * 2
             await line.advance_to(0.25)
             await line.join("d")  # room again
             assert bucket.waiting == 3
@@ -313,7 +313,7 @@ class TestQueueBound:
             await line.join("a")
             with pytest.raises(RateLimitExceeded) as info:
                 await bucket.acquire(1, timeout=100)
-            assert info.value.retry_after == 0.5
+            assert info.value.retry_after == 0.25  # room again once a is admitted
             await line.advance_to(0.25)
 
 
@@ -724,7 +724,7 @@ class TestEvents:
             await line.join("a", 1)
             await line.join("b", 1)
             await line.advance_to(0.25)
-        assert limited(events) == [(1, 0.25, False, 0.0), (1, 0.5, True, 0.0)]
+        assert limited(events) == [(1, 0.25, False, 0.0), (1, 0.25, True, 0.0)]
         assert {e.source for e in events} == {"shaper"}
 
 

@@ -12,7 +12,7 @@ from ._waiters import Waiter
 
 
 class LeakyBucket(RateLimiter):
-    """Spaces admissions exactly ``1 / rate`` seconds apart, with no burst.
+    """Spaces admissions ``1 / rate`` seconds apart: a smooth rate, with no burst.
 
     Requests leave the bucket at ``rate`` per second, one at a time: an idle bucket
     admits a request at once, and every later one waits its turn, ``1 / rate``
@@ -85,6 +85,14 @@ class LeakyBucket(RateLimiter):
 
     def _room(self, amount: float) -> bool:
         return self._waiters.demand + amount <= self._capacity + EPSILON
+
+    def _room_after(self, amount: float, now: float) -> float:
+        # Room appears as the queue drains: the first admission comes at the next
+        # slot, then one unit every 1 / rate seconds.
+        excess = self._waiters.demand + amount - self._capacity
+        slot = self._next
+        start = slot if slot > now else now
+        return start - now + max(0.0, excess - 1.0) / self._rate
 
     def _grant_mark(self) -> Any:
         return self._next

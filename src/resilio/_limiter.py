@@ -93,6 +93,10 @@ class RateLimiter(Guard):
         """Whether a request of *amount* may join the queue."""
         return True
 
+    def _room_after(self, amount: float, now: float) -> float:
+        """Seconds until a request of *amount* could join a full queue."""
+        return 0.0
+
     def _grant_mark(self) -> Any:
         """Bookkeeping stored on a waiter when it is granted (for `_give_back`)."""
         return None
@@ -122,9 +126,11 @@ class RateLimiter(Guard):
     def try_acquire(self, n: float = 1) -> bool:
         """Take *n* now if the bucket allows it and nobody is queued; never waits.
 
+        A refusal publishes [`RateLimited`][resilio.RateLimited] with
+        ``rejected=True``.
+
         Returns:
-            Whether the request was admitted. A refusal publishes
-            [`RateLimited`][resilio.RateLimited] with ``rejected=True``.
+            Whether the request was admitted.
 
         Raises:
             ValueError: *n* is not positive or exceeds the capacity.
@@ -243,7 +249,9 @@ class RateLimiter(Guard):
         """
         queue = self._waiters
         wait = max(0.0, self._ready_at(queue.demand, n, now) - now)
-        if (timeout is not None and wait > timeout + EPSILON) or not self._room(n):
+        if not self._room(n):
+            return None, self._room_after(n, now)
+        if timeout is not None and wait > timeout + EPSILON:
             return None, wait
         waiter = Waiter(n, waker())
         queue.append(waiter)

@@ -9,6 +9,7 @@ for room in FIFO order (through the same waiting layer as the rate limiters).
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import inspect
 import logging
@@ -34,7 +35,10 @@ logger = logging.getLogger("resilio")
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_PENDING, _RUNNING, _DONE, _FAILED, _DROPPED = range(5)
+# _UNCONFIRMED: queued on behalf of a submitter that waited for room, which has not
+# resumed yet; a worker does not start it (nor anything behind it) until it does, so
+# a submitter cancelled in that instant leaves nothing that runs.
+_UNCONFIRMED, _PENDING, _RUNNING, _DONE, _FAILED, _DROPPED = range(-1, 5)
 _CO_COROUTINE = inspect.CO_COROUTINE
 
 
@@ -70,20 +74,25 @@ class TaskHandle(Generic[T]):
     """A task submitted to a [`WorkerPool`][resilio.WorkerPool]; await it for its result.
 
     ``await handle`` returns what the task returned or raises what it raised. A task
-    the pool dropped (cancelled by ``shutdown(cancel=True)``, or cut short by
-    `cancel`) raises [`PoolClosedError`][resilio.PoolClosedError]. If a task fails and
+    the pool dropped (cancelled by ``shutdown(cancel=True)``, or by `cancel` before it
+    started) raises [`PoolClosedError`][resilio.PoolClosedError]. If a task fails and
     nobody ever awaits its handle, the error is logged on the ``resilio`` logger when
     the handle is garbage-collected, so it is never lost silently.
     """
 
-    __slots__ = ("_args", "_event", "_fn", "_kwargs", "_observed", "_outcome", "_state")
+    __slots__ = ("_args", "_event", "_fn", "_kwargs", "_observed", "_outcome", "_pool", "_state")
 
     def __init__(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        pool: WorkerPool | None = None,
     ) -> None:
         self._fn = fn
         self._args = args
         self._kwargs = kwargs
+        self._pool = pool
         self._state = _PENDING
         self._outcome: Any = None
         self._event: anyio.Event | None = None
@@ -94,17 +103,24 @@ class TaskHandle(Generic[T]):
         return self._state >= _DONE
 
     def cancel(self) -> bool:
-        """Drop the task if it has not started; return whether it was dropped."""
+        """Drop the task if it has not started, freeing its place in the queue.
+
+        Returns whether it was dropped; a task already running is not interrupted.
+        """
         if self._state != _PENDING:
             return False
+        pool = self._pool
         self._finish(_DROPPED, None)
         self._observed = True
+        if pool is not None:
+            pool._forget(self)
         return True
 
     def _finish(self, state: int, outcome: Any) -> None:
         self._state = state
         self._outcome = outcome
         self._fn = self._args = self._kwargs = None  # type: ignore[assignment]
+        self._pool = None
         if self._event is not None:
             self._event.set()
 
@@ -134,6 +150,64 @@ class TaskHandle(Generic[T]):
     def __repr__(self) -> str:
         state = ("queued", "running", "done", "failed", "dropped")[self._state]
         return f"<TaskHandle {state}>"
+
+
+class _Mapped(Generic[T]):
+    """The async iterator behind `WorkerPool.map`: ordered results, bounded in flight.
+
+    A class rather than an async generator, so that leaving the loop early drops
+    the tasks not yet started at once (when the iterator is closed or collected),
+    with no event-loop finalizer involved.
+    """
+
+    __slots__ = ("_exhausted", "_fn", "_limit", "_pending", "_pool", "_source")
+
+    def __init__(self, pool: WorkerPool, fn: Callable[[Any], Any], items: Any) -> None:
+        self._pending: collections.deque[TaskHandle[T]] = collections.deque()
+        self._exhausted = True
+        pool._check_open()
+        self._pool = pool
+        self._fn = fn
+        self._limit = pool._target + pool._queue_size
+        self._source = aiter(items) if isinstance(items, AsyncIterable) else iter(items)
+        self._exhausted = False
+
+    def __aiter__(self) -> _Mapped[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        pending = self._pending
+        pool = self._pool
+        source = self._source
+        while not self._exhausted and len(pending) < self._limit:
+            try:
+                if isinstance(source, AsyncIterator):
+                    item = await anext(source)
+                else:
+                    item = next(source)
+            except (StopIteration, StopAsyncIteration):
+                self._exhausted = True
+                break
+            handle = pool._offer(self._fn, (item,), {})
+            pending.append(handle if handle is not None else await pool.submit(self._fn, item))
+        if not pending:
+            raise StopAsyncIteration
+        return await pending.popleft()
+
+    def _drop(self) -> None:
+        self._exhausted = True
+        pending = self._pending
+        while pending:
+            handle = pending.popleft()
+            if not handle.cancel():
+                handle._observed = True  # its result (or error) is no longer wanted
+
+    async def aclose(self) -> None:
+        """Stop early: drop the tasks not yet started."""
+        self._drop()
+
+    def __del__(self) -> None:
+        self._drop()
 
 
 class WorkerPool:
@@ -187,6 +261,7 @@ class WorkerPool:
         "_submitters",
         "_target",
         "_tasks",
+        "_woken",
     )
 
     def __init__(
@@ -204,10 +279,10 @@ class WorkerPool:
         self._clock = check_clock(clock)
         self._bus = default_bus() if bus is None else check_bus(bus)
         self._queue: collections.deque[TaskHandle[Any]] = collections.deque()
-        self._submitters = WaitQueue()  # waiting for room, each carrying its task
+        self._submitters = WaitQueue()  # waiting for room, served first come first
         self._idle: collections.deque[AsyncWaker] = collections.deque()
         self._scopes: set[anyio.CancelScope] = set()
-        self._alive = self._busy = 0
+        self._alive = self._busy = self._woken = 0
         self._completed = self._failed = self._rejected = 0
         self._started = self._closing = False
         self._tasks: anyio.abc.TaskGroup | None = None
@@ -229,7 +304,9 @@ class WorkerPool:
         self._limiter = anyio.CapacityLimiter(self._target)
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()
-        self._spawn(self._target)
+        self._alive = self._target
+        for _ in range(self._target):  # each worker is idle, ready for work, on return
+            await self._tasks.start(self._worker, name=f"{self._name} worker")
         return self
 
     async def __aexit__(
@@ -289,18 +366,21 @@ class WorkerPool:
             msg = f"{self._name!r} is shut down and takes no more work"
             raise PoolClosedError(msg)
 
+    def _room(self) -> bool:
+        """Whether one more task fits: the queue within queue_size, counting the idle
+        workers (and those woken to take work) as places too."""
+        return len(self._queue) < self._queue_size + len(self._idle) + self._woken
+
     def _offer(
         self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> TaskHandle[Any] | None:
         """Queue a task if there is room now and nobody waits for it; else ``None``."""
-        queue = self._queue
-        idle = self._idle
-        if len(queue) >= self._queue_size + len(idle) or self._submitters._live:
+        self._check_open()
+        if self._submitters._live or not self._room():
             return None
-        handle: TaskHandle[Any] = TaskHandle(fn, args, kwargs)
-        queue.append(handle)
-        if idle:
-            idle.popleft().wake()
+        handle: TaskHandle[Any] = TaskHandle(fn, args, kwargs, self)
+        self._queue.append(handle)
+        self._wake_one()
         return handle
 
     def submit_nowait(
@@ -312,7 +392,6 @@ class WorkerPool:
             PoolFullError: the queue is full (or others are waiting for room).
             PoolClosedError: the pool is shut down.
         """
-        self._check_open()
         handle = self._offer(fn, args, kwargs)
         if handle is None:
             self._rejected += 1
@@ -331,17 +410,17 @@ class WorkerPool:
     ) -> TaskHandle[T]:
         """Queue ``fn(*args, **kwargs)``, waiting for room if the queue is full.
 
-        Waiting submitters get room in the order they came. Cancelling one while it
-        waits leaves nothing queued.
+        Waiting submitters get room in the order they came. Cancelling a submitter
+        while it waits leaves nothing queued, and passes its room on to the next.
 
         Raises:
             PoolClosedError: the pool is (or gets) shut down.
         """
-        self._check_open()
         handle = self._offer(fn, args, kwargs)
         if handle is not None:
             return handle
-        handle = TaskHandle(fn, args, kwargs)
+        handle = TaskHandle(fn, args, kwargs, self)
+        handle._state = _UNCONFIRMED
         waker = AsyncWaker()
         waiter = Waiter(1, waker)
         waiter.mark = handle
@@ -354,13 +433,35 @@ class WorkerPool:
                 if waiter.granted:
                     break
                 await waker.wait()
+            self._check_open()  # shut down while we were being woken: nobody would run it
         except BaseException:
-            if waiter.granted:
-                handle.cancel()  # queued on our behalf in the instant we left: drop it
+            if waiter.granted:  # queued for us in the instant we left: take it out again
+                handle._state = _PENDING
+                handle.cancel()
             elif not waiter.gone:
                 self._submitters.leave(waiter)
             raise
+        handle._state = _PENDING
+        self._wake_one()  # a worker may be waiting for this very task
         return handle
+
+    def _admit_submitters(self) -> None:
+        """Reserve the room that is free for the submitters waiting, first come first."""
+        submitters = self._submitters
+        while submitters._live and self._room():
+            waiter = submitters.head()
+            if waiter is None:
+                break
+            self._queue.append(waiter.mark)  # in arrival order; confirmed when it resumes
+            submitters.grant(waiter)
+
+    def _forget(self, handle: TaskHandle[Any]) -> None:
+        """A queued task was dropped: free its place at once."""
+        with contextlib.suppress(ValueError):
+            self._queue.remove(handle)
+        self._admit_submitters()
+        if self._queue:
+            self._wake_one()
 
     async def run(
         self, fn: Callable[P, Awaitable[T]] | Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
@@ -368,7 +469,7 @@ class WorkerPool:
         """Submit ``fn(*args, **kwargs)`` and wait for its result."""
         return await (await self.submit(fn, *args, **kwargs))
 
-    async def map(
+    def map(
         self,
         fn: Callable[[Any], Awaitable[T]] | Callable[[Any], T],
         items: Iterable[Any] | AsyncIterable[Any],
@@ -378,73 +479,61 @@ class WorkerPool:
 
         Items are pulled lazily, so an endless generator works: at most
         ``workers + queue_size`` tasks are in flight at once. If a task raises, the
-        error is raised here in its turn; leaving the loop early drops the tasks not
-        yet started.
+        error is raised here in its turn. Leaving the loop early drops the tasks not
+        yet started (at once with ``aclose()`` or ``contextlib.aclosing``, else when
+        the iterator is collected).
+
+        Raises:
+            PoolClosedError: the pool is shut down.
         """
-        limit = self._target + self._queue_size
-        pending: collections.deque[TaskHandle[T]] = collections.deque()
-        source = aiter(items) if isinstance(items, AsyncIterable) else iter(items)
-        exhausted = False
-        offer = self._offer
-        try:
-            while True:
-                while not exhausted and len(pending) < limit:
-                    try:
-                        if isinstance(source, AsyncIterator):
-                            item = await anext(source)
-                        else:
-                            item = next(source)
-                    except (StopIteration, StopAsyncIteration):
-                        exhausted = True
-                        break
-                    handle = offer(fn, (item,), {})
-                    pending.append(handle if handle is not None else await self.submit(fn, item))
-                if not pending:
-                    return
-                yield await pending.popleft()
-        finally:
-            for handle in pending:
-                if not handle.cancel():
-                    handle._observed = True  # its result (or error) is no longer wanted
+        return _Mapped(self, fn, items)
 
     # -- the workers ------------------------------------------------------------------
 
-    def _take(self) -> TaskHandle[Any] | None:
-        """The next queued task, refilling the queue from waiting submitters."""
-        queue = self._queue
-        submitters = self._submitters
-        while True:
-            if submitters._live and len(queue) <= self._queue_size:
-                waiter = submitters.head()
-                if waiter is not None:
-                    queue.append(waiter.mark)
-                    submitters.grant(waiter)
-            if not queue:
-                return None
-            handle = queue.popleft()
-            if handle._state == _PENDING:
-                return handle
+    def _wake_one(self) -> None:
+        idle = self._idle
+        if idle:
+            idle.popleft().wake()
+            self._woken += 1
 
     def _wake_idle(self) -> None:
         while self._idle:
-            self._idle.popleft().wake()
+            self._wake_one()
 
-    async def _worker(self) -> None:
+    def _take(self) -> TaskHandle[Any] | None:
+        """The next queued task; the room it frees goes to waiting submitters."""
+        queue = self._queue
+        while queue:
+            handle = queue[0]
+            if handle._state == _UNCONFIRMED:
+                return None  # its submitter resumes in a moment and wakes us
+            queue.popleft()
+            if self._submitters._live:
+                self._admit_submitters()
+            if handle._state == _PENDING:
+                handle._pool = None
+                return handle
+        return None
+
+    async def _worker(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         scope = anyio.CancelScope()
         self._scopes.add(scope)
         try:
             with scope:
-                await self._work()
+                await self._work(task_status)
         finally:
             self._scopes.discard(scope)
             self._alive -= 1
             if self._alive == 0 and self._all_exited is not None:
                 self._all_exited.set()
 
-    async def _work(self) -> None:
+    async def _work(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         limiter = self._limiter
         bus = self._bus
         waker = AsyncWaker()  # one per worker, re-armed for each idle spell
+        started = False
         ran = 0
         # Retiring after a resize: the check and the decrement in _worker() happen with
         # no await between them, so exactly the surplus workers leave.
@@ -455,11 +544,18 @@ class WorkerPool:
                     return
                 waker.reset()
                 self._idle.append(waker)
+                if not started:
+                    started = True
+                    task_status.started()
+                if self._submitters._live:
+                    self._admit_submitters()  # an idle worker is room too
                 try:
                     await waker.wait()
                 finally:
                     if waker in self._idle:
-                        self._idle.remove(waker)
+                        self._idle.remove(waker)  # left without being woken
+                    else:
+                        self._woken -= 1
                 continue
             fn, args, kwargs = handle._fn, handle._args, handle._kwargs
             handle._state = _RUNNING
@@ -494,6 +590,8 @@ class WorkerPool:
                 # Tasks that never suspend would otherwise keep this worker from
                 # ever yielding to the loop while the queue is full.
                 await anyio.lowlevel.checkpoint()
+        if not started:
+            task_status.started()
 
     # -- control ----------------------------------------------------------------------
 

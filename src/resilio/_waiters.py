@@ -1,7 +1,7 @@
 """Fair, cancellation-safe waiting for tasks and threads alike.
 
 The rate limiters (and later the worker pool) queue requests they cannot serve yet
-in one strict FIFO :class:`WaitQueue`, whatever the caller is: an asyncio task, a trio
+in one strict FIFO `WaitQueue`, whatever the caller is: an asyncio task, a trio
 task or a blocked thread. The owner of the queue hands out what it guards *to* the
 waiters (``grant``), under its own lock, in queue order; a waiter only wakes up to
 find it has been served. Nothing is ever polled: the head of the queue is the only
