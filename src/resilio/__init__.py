@@ -19,14 +19,19 @@ from ._errors import PoolFullError as PoolFullError
 from ._errors import RateLimitExceeded as RateLimitExceeded
 from ._errors import RejectedError as RejectedError
 from ._errors import ResilioError as ResilioError
+from ._errors import SessionNotFound as SessionNotFound
 from ._events import CallRejected as CallRejected
 from ._events import CircuitStateChanged as CircuitStateChanged
+from ._events import DestroyHookFailed as DestroyHookFailed
 from ._events import Event as Event
 from ._events import EventBus as EventBus
 from ._events import RateLimited as RateLimited
 from ._events import RetryExhausted as RetryExhausted
 from ._events import RetryRefused as RetryRefused
 from ._events import RetryScheduled as RetryScheduled
+from ._events import SessionCreated as SessionCreated
+from ._events import SessionDestroyed as SessionDestroyed
+from ._events import SessionExpired as SessionExpired
 from ._events import TaskFailed as TaskFailed
 from ._events import TaskRejected as TaskRejected
 from ._events import default_bus as default_bus
@@ -38,6 +43,9 @@ from ._retry import Attempt as Attempt
 from ._retry import Retry as Retry
 from ._retry import RetryBudget as RetryBudget
 from ._retry import retry as retry
+from ._sessions import Session as Session
+from ._sessions import SessionManager as SessionManager
+from ._sessions import SessionState as SessionState
 from ._sliding_breaker import SlidingWindowBreaker as SlidingWindowBreaker
 from ._sliding_breaker import WindowSnapshot as WindowSnapshot
 from ._token_bucket import TokenBucket as TokenBucket
@@ -51,6 +59,7 @@ __all__ = [
     "CircuitState",
     "CircuitStateChanged",
     "Clock",
+    "DestroyHookFailed",
     "Event",
     "EventBus",
     "LeakyBucket",
@@ -67,6 +76,13 @@ __all__ = [
     "RetryExhausted",
     "RetryRefused",
     "RetryScheduled",
+    "Session",
+    "SessionCreated",
+    "SessionDestroyed",
+    "SessionExpired",
+    "SessionManager",
+    "SessionNotFound",
+    "SessionState",
     "SlidingWindowBreaker",
     "SystemClock",
     "TaskFailed",

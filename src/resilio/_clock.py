@@ -10,11 +10,13 @@ time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 import anyio
@@ -261,3 +263,38 @@ def check_clock(value: Any) -> Clock:
         msg = f"'clock' must provide monotonic(), sleep() and sleep_async(): {value!r}"
         raise TypeError(msg)
     return value
+
+
+class _ScopeCanceller:
+    """Cancels a cancel scope from `ManualClock.advance`, whichever thread calls it."""
+
+    __slots__ = ("_call_soon", "_scope", "_thread")
+
+    def __init__(self, scope: anyio.CancelScope) -> None:
+        self._scope = scope
+        self._thread = threading.get_ident()
+        self._call_soon = AsyncWaker()._call_soon
+
+    def __call__(self) -> None:
+        if threading.get_ident() == self._thread:
+            self._scope.cancel()
+        else:
+            self._call_soon(self._scope.cancel)
+
+
+@contextlib.contextmanager
+def move_on_after(clock: Clock, seconds: float | None) -> Iterator[anyio.CancelScope]:
+    """`anyio.move_on_after`, on *clock*'s time: a `ManualClock` moves it on when advanced.
+
+    Strictly private. ``scope.cancelled_caught`` tells whether the time ran out.
+    """
+    if seconds is None or not isinstance(clock, ManualClock):
+        with anyio.move_on_after(seconds if seconds is not None else math.inf) as scope:
+            yield scope
+        return
+    with anyio.CancelScope() as scope:
+        entry = clock._schedule(seconds, _ScopeCanceller(scope), relative=True)
+        try:
+            yield scope
+        finally:
+            clock.cancel(entry)

@@ -8,7 +8,8 @@ it was. resilio's own errors form one small tree::
         ├── CircuitOpenError     an open (or saturated half-open) circuit breaker
         ├── RateLimitExceeded    a rate limiter that cannot admit a request in time
         └── PoolFullError        a worker pool whose queue has no room
-    └── PoolClosedError          a worker pool that is shut down (or a task it dropped)
+    ├── PoolClosedError          a worker pool that is shut down (or a task it dropped)
+    └── SessionNotFound          no live session has that id (also a LookupError)
 
 Every error pickles, so it crosses process boundaries intact.
 """
@@ -92,3 +93,22 @@ class PoolClosedError(ResilioError):
     Raised by ``submit`` after shutdown, and by awaiting the handle of a task that a
     ``shutdown(cancel=True)`` cancelled or that never ran.
     """
+
+
+class SessionNotFound(ResilioError, LookupError):
+    """No live session has this id: it never existed, or it has been destroyed.
+
+    Args:
+        session_id: The id that was looked up.
+    """
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(session_id)
+
+    @property
+    def session_id(self) -> str:
+        """The id that was looked up."""
+        return str(self.args[0])
+
+    def __str__(self) -> str:
+        return f"no live session {self.session_id!r}"

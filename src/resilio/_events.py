@@ -148,6 +148,61 @@ class TaskFailed(Event):
     error: BaseException
 
 
+@attrs.frozen(kw_only=True)
+class SessionCreated(Event):
+    """A session manager created a session.
+
+    Attributes:
+        session_id: The new session's id.
+    """
+
+    session_id: str
+
+
+@attrs.frozen(kw_only=True)
+class SessionExpired(Event):
+    """A session passed its deadline; its destruction (reason ``"expired"``,
+    ``"heartbeat"`` or ``"lifetime"``) follows at once.
+
+    Attributes:
+        session_id: The session's id.
+        reason: Which deadline passed.
+        late: Seconds between the deadline and the moment the manager acted on it.
+    """
+
+    session_id: str
+    reason: str
+    late: float
+
+
+@attrs.frozen(kw_only=True)
+class SessionDestroyed(Event):
+    """A session was destroyed and its hooks have run (exactly once).
+
+    Attributes:
+        session_id: The session's id.
+        reason: Why: ``"closed"`` (or what ``destroy`` was given), ``"completed"``,
+            ``"expired"``, ``"lifetime"``, ``"heartbeat"``, ``"evicted"`` or
+            ``"shutdown"``.
+    """
+
+    session_id: str
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class DestroyHookFailed(Event):
+    """A destroy hook raised or ran past ``hook_timeout``; the other hooks still ran.
+
+    Attributes:
+        session_id: The session being destroyed.
+        error: What the hook raised (a [`TimeoutError`][TimeoutError] if it ran too long).
+    """
+
+    session_id: str
+    error: BaseException
+
+
 Handler = Callable[[Any], object]
 
 

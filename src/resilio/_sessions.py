@@ -1,0 +1,574 @@
+"""Sessions whose destroy hooks run exactly once, expiring on time without ever scanning.
+
+A [`SessionManager`][resilio.SessionManager] keeps live sessions in a dict and their
+deadlines in one heap, served by a single timer task armed at the earliest deadline.
+A touch moves no heap entry: when an entry comes due, the session's deadline is
+computed afresh, and an entry that turns out early is pushed back with the new one
+(lazy re-validation). So a touch costs O(1), an expiry O(log n), and nothing ever
+walks the live sessions.
+
+Destruction is one atomic step, ACTIVE to DESTROYING, taken by whichever of
+``destroy``, ``complete``, expiry, eviction or shutdown gets there first; the others
+find the session gone and get ``False``. The manager belongs to the event loop that
+runs it: use it from that loop's tasks.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from . import _validate
+from ._clock import SYSTEM_CLOCK, AsyncWaker, Clock, check_clock, move_on_after
+from ._errors import SessionNotFound
+from ._events import (
+    DestroyHookFailed,
+    EventBus,
+    SessionCreated,
+    SessionDestroyed,
+    SessionExpired,
+    check_bus,
+    default_bus,
+)
+from ._guard import is_async_callable
+from ._waiters import wait_async
+
+logger = logging.getLogger("resilio")
+
+Hook = Callable[["Session"], Any]
+"""A destroy hook: ``(session) -> None``, or an ``async def`` taking the session."""
+
+_INF = float("inf")
+
+
+class SessionState(enum.Enum):
+    """The lifecycle of a session: ACTIVE, then DESTROYING while its hooks run, then DESTROYED."""
+
+    ACTIVE = "active"
+    DESTROYING = "destroying"
+    DESTROYED = "destroyed"
+
+    def __repr__(self) -> str:
+        return f"SessionState.{self.name}"
+
+
+ACTIVE = SessionState.ACTIVE
+DESTROYING = SessionState.DESTROYING
+DESTROYED = SessionState.DESTROYED
+
+
+class Session:
+    """One session of a [`SessionManager`][resilio.SessionManager].
+
+    Attributes:
+        id: A fresh unguessable string, unless one was given.
+        data: Whatever was given at creation; yours to use.
+        created_at: Clock time of creation.
+        touched_at: Clock time of the last ``touch`` (or creation).
+        ttl: This session's idle timeout in seconds (``None``: none).
+        state: Its [`SessionState`][resilio.SessionState].
+        reason: Why it was destroyed, once it is.
+    """
+
+    __slots__ = (
+        "_beat_at",
+        "_heartbeat",
+        "_hooks",
+        "_lifetime",
+        "_missed",
+        "created_at",
+        "data",
+        "id",
+        "reason",
+        "state",
+        "touched_at",
+        "ttl",
+    )
+
+    def __init__(  # noqa: PLR0917 - built by SessionManager.create only  # noqa: PLR0917 - built by SessionManager.create only
+        self,
+        id: str,
+        data: Any,
+        now: float,
+        ttl: float | None,
+        lifetime: float | None,
+        hooks: tuple[Hook, ...],
+        heartbeat: float | None,
+        missed: int,
+    ) -> None:
+        self.id = id
+        self.data = data
+        self.created_at = self.touched_at = now
+        self.ttl = ttl
+        self.state = ACTIVE
+        self.reason: str | None = None
+        self._lifetime = _INF if lifetime is None else now + lifetime
+        self._hooks = hooks
+        self._heartbeat = heartbeat
+        self._missed = missed
+        self._beat_at = now
+
+    def _deadline(self) -> tuple[float, str]:
+        """The earliest deadline and the reason it would give."""
+        deadline, reason = self._lifetime, "lifetime"
+        if self.ttl is not None and self.touched_at + self.ttl < deadline:
+            deadline, reason = self.touched_at + self.ttl, "expired"
+        if self._heartbeat is not None:
+            beat = self._beat_at + self._heartbeat * self._missed
+            if beat < deadline:
+                deadline, reason = beat, "heartbeat"
+        return deadline, reason
+
+    @property
+    def deadline(self) -> float | None:
+        """Clock time at which it expires if nothing happens first (``None``: never)."""
+        deadline = self._deadline()[0]
+        return None if deadline == _INF else deadline
+
+    def __lt__(self, other: Session) -> bool:  # heap tie-break between equal deadlines
+        return self.id < other.id
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id!r} {self.state.value}>"
+
+
+class SessionManager:
+    """Holds sessions, expires them on time, and runs their destroy hooks exactly once.
+
+    ``async with SessionManager(idle_timeout=300) as sessions:`` starts one timer
+    task. `create` makes a [`Session`][resilio.Session] (with ``data``, an optional
+    ``ttl`` and ``on_destroy`` hooks); `get` and `touch` look it up (``touch`` also
+    pushes its idle deadline back); `destroy` and `complete` end it. A session idle
+    past its timeout, past ``max_lifetime``, or missing its heartbeats is destroyed
+    promptly after its deadline, even with a million live. With ``max_sessions``,
+    creating one more evicts the least recently touched. Leaving the block destroys
+    every live session (reason ``"shutdown"``).
+
+    Destroy hooks run in order (the session's own, then the manager-wide listeners
+    added with `on_destroy`), sync or async. A hook that raises, or an async hook
+    that runs past ``hook_timeout``, publishes
+    [`DestroyHookFailed`][resilio.DestroyHookFailed] and is logged; the other hooks
+    and the removal go on.
+
+    Args:
+        idle_timeout: Seconds without a touch after which a session expires
+            (``None``: never); a session's own ``ttl`` overrides it.
+        max_lifetime: Seconds after creation after which a session expires anyway.
+        max_sessions: The most live sessions; one more evicts the least recently
+            touched (reason ``"evicted"``).
+        hook_timeout: Seconds an async destroy hook may run.
+        name: Appears in events and ``repr``.
+        clock: Where time comes from.
+        bus: Where events go; the process-wide [`default_bus`][resilio.default_bus]
+            by default.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_armed",
+        "_bus",
+        "_clock",
+        "_closing",
+        "_heap",
+        "_hook_timeout",
+        "_idle_timeout",
+        "_listeners",
+        "_max_lifetime",
+        "_max_sessions",
+        "_name",
+        "_now",
+        "_sessions",
+        "_started",
+        "_tasks",
+        "_timer",
+    )
+
+    def __init__(
+        self,
+        idle_timeout: float | None = 300.0,
+        *,
+        max_lifetime: float | None = None,
+        max_sessions: int | None = None,
+        hook_timeout: float = 10.0,
+        name: str = "sessions",
+        clock: Clock = SYSTEM_CLOCK,
+        bus: EventBus | None = None,
+    ) -> None:
+        self._idle_timeout = _validate.optional_number("idle_timeout", idle_timeout, gt=0)
+        self._max_lifetime = _validate.optional_number("max_lifetime", max_lifetime, gt=0)
+        self._max_sessions = (
+            None if max_sessions is None else _validate.integer("max_sessions", max_sessions, ge=1)
+        )
+        self._hook_timeout = _validate.number("hook_timeout", hook_timeout, gt=0)
+        self._name = _validate.text("name", name)
+        self._clock = check_clock(clock)
+        self._now = clock.monotonic
+        self._bus = default_bus() if bus is None else check_bus(bus)
+        # Insertion order is touch order: a touch moves a session to the end, so
+        # the least recently touched is always first (O(1) eviction).
+        self._sessions: dict[str, Session] = {}
+        self._heap: list[tuple[float, Session]] = []
+        self._listeners: list[Hook] = []
+        self._armed = _INF  # the deadline the timer sleeps until
+        self._timer: AsyncWaker | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._started = self._closing = False
+
+    @property
+    def name(self) -> str:
+        """The name that appears in events and ``repr``."""
+        return self._name
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> SessionManager:
+        if self._started:
+            msg = f"{self!r} can be entered only once"
+            raise RuntimeError(msg)
+        self._started = True
+        self._tasks = anyio.create_task_group()
+        await self._tasks.__aenter__()
+        await self._tasks.start(self._run_timer)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tasks is not None
+        with anyio.CancelScope(shield=True):
+            self._closing = True
+            await self.destroy_many(list(self._sessions), reason="shutdown", concurrency=64)
+            self._tasks.cancel_scope.cancel()
+        await self._tasks.__aexit__(None, None, None)
+
+    def _check_open(self) -> None:
+        if not self._started or self._closing:
+            msg = (
+                f"{self!r} is not running: use `async with SessionManager(...) as sessions:`"
+                if not self._started
+                else f"{self._name!r} is shutting down"
+            )
+            raise RuntimeError(msg)
+
+    # -- sessions ---------------------------------------------------------------------
+
+    async def create(
+        self,
+        data: Any = None,
+        *,
+        ttl: float | None = None,
+        on_destroy: Hook | Iterable[Hook] | None = None,
+        id: str | None = None,
+        heartbeat: float | None = None,
+        missed: int = 3,
+    ) -> Session:
+        """Create a live session.
+
+        Args:
+            data: Anything; kept on the session as ``data``.
+            ttl: This session's idle timeout, instead of the manager's.
+            on_destroy: A hook or a list of hooks ``(session) -> None`` (or async),
+                run in order when the session is destroyed, before the manager-wide
+                listeners.
+            id: The session's id; a fresh unguessable one by default.
+            heartbeat: If given, the session must be sent `heartbeat` every this many
+                seconds; after ``missed`` intervals in a row without one it is
+                destroyed (reason ``"heartbeat"``).
+            missed: Intervals without a heartbeat that end the session.
+
+        Raises:
+            ValueError: *id* is taken by a live session, or a bad ttl/heartbeat.
+        """
+        self._check_open()
+        ttl = self._idle_timeout if ttl is None else _validate.number("ttl", ttl, gt=0)
+        if heartbeat is not None:
+            heartbeat = _validate.number("heartbeat", heartbeat, gt=0)
+        missed = _validate.integer("missed", missed, ge=1)
+        hooks = _hooks("on_destroy", on_destroy)
+        if id is None:
+            id = secrets.token_urlsafe(16)
+        elif not isinstance(id, str) or not id:
+            msg = f"'id' must be a non-empty str: {id!r}"
+            raise TypeError(msg)
+        sessions = self._sessions
+        if id in sessions:
+            msg = f"'id' is taken by a live session: {id!r}"
+            raise ValueError(msg)
+        now = self._now()
+        session = Session(id, data, now, ttl, self._max_lifetime, hooks, heartbeat, missed)
+        if self._max_sessions is not None and len(sessions) >= self._max_sessions:
+            await self._destroy(next(iter(sessions.values())), "evicted")
+        sessions[id] = session
+        deadline = session._deadline()[0]
+        if deadline != _INF:
+            heapq.heappush(self._heap, (deadline, session))
+            if deadline < self._armed and self._timer is not None:
+                self._timer.wake()  # a nearer deadline: re-arm
+        bus = self._bus
+        if bus.wants(SessionCreated):
+            bus.publish(SessionCreated(source=self._name, at=now, session_id=id))
+        return session
+
+    def _live(self, session_id: str) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise SessionNotFound(session_id)
+        return session
+
+    async def get(self, session_id: str) -> Session:
+        """The live session with this id.
+
+        Raises:
+            SessionNotFound: no live session has it.
+        """
+        return self._live(session_id)
+
+    async def touch(self, session_id: str) -> Session:
+        """Mark a session as used now, pushing back its idle deadline; return it.
+
+        Raises:
+            SessionNotFound: no live session has this id.
+        """
+        sessions = self._sessions
+        session = sessions.pop(session_id, None)
+        if session is None:
+            raise SessionNotFound(session_id)
+        sessions[session_id] = session  # to the end: most recently touched
+        session.touched_at = self._now()
+        return session
+
+    async def heartbeat(self, session_id: str) -> Session:
+        """Record a heartbeat from a session created with ``heartbeat=``; return it.
+
+        Raises:
+            SessionNotFound: no live session has this id.
+        """
+        session = self._live(session_id)
+        session._beat_at = self._now()
+        return session
+
+    async def destroy(self, session_id: str, reason: str = "closed") -> bool:
+        """Destroy a session now and run its hooks; ``False`` if it is not live.
+
+        Whichever of ``destroy``, ``complete``, expiry, eviction or shutdown comes
+        first destroys the session; the others get ``False``.
+        """
+        session = self._sessions.get(session_id)
+        if session is None:
+            return False
+        return await self._destroy(session, reason)
+
+    async def complete(self, session_id: str) -> bool:
+        """The session's work is done: destroy it now (reason ``"completed"``)."""
+        return await self.destroy(session_id, "completed")
+
+    async def destroy_many(
+        self,
+        session_ids: Iterable[str],
+        *,
+        concurrency: int = 10,
+        rate: Any = None,
+        reason: str = "closed",
+    ) -> int:
+        """Destroy many sessions, at most *concurrency* at once; return how many.
+
+        Args:
+            session_ids: The sessions to destroy; ids not live are skipped.
+            concurrency: Destructions (hook runs) in flight at once.
+            rate: A [`TokenBucket`][resilio.TokenBucket] (or any limiter with an
+                async ``acquire()``) to pace the destructions.
+            reason: The reason given to each.
+        """
+        concurrency = _validate.integer("concurrency", concurrency, ge=1)
+        ids = iter(list(session_ids))
+        destroyed = 0
+
+        async def worker() -> None:
+            nonlocal destroyed
+            for session_id in ids:
+                session = self._sessions.get(session_id)
+                if session is None:
+                    continue
+                if rate is not None:
+                    await rate.acquire()
+                if await self._destroy(session, reason):
+                    destroyed += 1
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(concurrency):
+                tasks.start_soon(worker)
+        return destroyed
+
+    def on_destroy(self, listener: Hook) -> Callable[[], None]:
+        """Call *listener* with every destroyed session, after the session's own hooks.
+
+        Returns a function that removes the listener.
+        """
+        _validate.callable_("listener", listener)
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._sessions
+
+    # -- destruction ------------------------------------------------------------------
+
+    def _claim(self, session: Session, reason: str) -> bool:
+        """The one atomic step: ACTIVE to DESTROYING, out of the live set."""
+        if session.state is not ACTIVE:
+            return False
+        session.state = DESTROYING
+        session.reason = reason
+        self._sessions.pop(session.id, None)
+        return True
+
+    async def _destroy(self, session: Session, reason: str) -> bool:
+        if not self._claim(session, reason):
+            return False
+        for hook in (*session._hooks, *self._listeners):
+            await self._run_hook(hook, session)
+        self._finish(session)
+        return True
+
+    def _finish(self, session: Session) -> None:
+        session.state = DESTROYED
+        session._hooks = ()
+        bus = self._bus
+        if bus.wants(SessionDestroyed):
+            bus.publish(
+                SessionDestroyed(
+                    source=self._name,
+                    at=self._now(),
+                    session_id=session.id,
+                    reason=session.reason or "",
+                )
+            )
+
+    async def _run_hook(self, hook: Hook, session: Session) -> None:
+        try:
+            if is_async_callable(hook):
+                with move_on_after(self._clock, self._hook_timeout) as scope:
+                    await hook(session)
+                if scope.cancelled_caught:
+                    self._hook_failed(session, TimeoutError(f"destroy hook {hook!r} timed out"))
+            else:
+                result = hook(session)
+                if isinstance(result, Awaitable):
+                    with move_on_after(self._clock, self._hook_timeout) as scope:
+                        await result
+                    if scope.cancelled_caught:
+                        self._hook_failed(session, TimeoutError(f"destroy hook {hook!r} timed out"))
+        except Exception as exc:
+            self._hook_failed(session, exc)
+
+    def _hook_failed(self, session: Session, error: BaseException) -> None:
+        logger.error(
+            "destroy hook of session %r (%s) failed", session.id, self._name, exc_info=error
+        )
+        bus = self._bus
+        if bus.wants(DestroyHookFailed):
+            bus.publish(
+                DestroyHookFailed(
+                    source=self._name, at=self._now(), session_id=session.id, error=error
+                )
+            )
+
+    # -- expiry -----------------------------------------------------------------------
+
+    async def _run_timer(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        self._timer = waker = AsyncWaker()
+        task_status.started()
+        heap = self._heap
+        while True:
+            waker.reset()
+            await self._expire_due()
+            self._armed = heap[0][0] if heap else _INF
+            await wait_async(self._clock, waker, heap[0][0] if heap else None)
+
+    async def _expire_due(self) -> None:
+        heap = self._heap
+        bus = self._bus
+        handled = 0
+        while heap:
+            now = self._now()
+            deadline, session = heap[0]
+            if deadline > now:
+                return
+            heapq.heappop(heap)
+            if session.state is not ACTIVE:
+                continue
+            current, reason = session._deadline()
+            if current > now:  # touched (or beat) since: back in, at its new deadline
+                heapq.heappush(heap, (current, session))
+                continue
+            if bus.wants(SessionExpired):
+                bus.publish(
+                    SessionExpired(
+                        source=self._name,
+                        at=now,
+                        session_id=session.id,
+                        reason=reason,
+                        late=now - current,
+                    )
+                )
+            if not self._claim(session, reason):
+                continue
+            if (
+                self._tasks is not None
+                and (session._hooks or self._listeners)
+                and _any_async((*session._hooks, *self._listeners))
+            ):
+                # Async hooks get a task of their own: one slow hook must not delay
+                # the expiry of the sessions behind it.
+                self._tasks.start_soon(self._finish_hooks, session)
+            else:
+                for hook in (*session._hooks, *self._listeners):
+                    await self._run_hook(hook, session)
+                self._finish(session)
+            handled += 1
+            if not handled % 1024:
+                await anyio.lowlevel.checkpoint()  # a flood of expiries: let others run
+
+    async def _finish_hooks(self, session: Session) -> None:
+        for hook in (*session._hooks, *self._listeners):
+            await self._run_hook(hook, session)
+        self._finish(session)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closing else "running" if self._started else "not started"
+        return f"<SessionManager {self._name!r} {state}: {len(self._sessions)} live sessions>"
+
+
+def _hooks(name: str, value: Hook | Iterable[Hook] | None) -> tuple[Hook, ...]:
+    if value is None:
+        return ()
+    hooks = (value,) if callable(value) else tuple(value)
+    for hook in hooks:
+        _validate.callable_(name, hook)
+    return hooks
+
+
+def _any_async(hooks: tuple[Hook, ...]) -> bool:
+    return any(is_async_callable(hook) for hook in hooks)
