@@ -24,6 +24,13 @@ EXPORTED_ERRORS: list[type[BaseException]] = [
 ]
 
 
+def build(cls: type[BaseException], *args: object) -> BaseException:
+    """Build *cls* from as many of *args* as its constructor takes."""
+    if issubclass(cls, resilio.SessionNotFound):
+        return cls(*args[:1])  # type: ignore[arg-type]
+    return cls(*args)
+
+
 class TestTree:
     """The errors form the documented hierarchy."""
 
@@ -114,7 +121,7 @@ class TestPickle:
     @pytest.mark.parametrize("cls", EXPORTED_ERRORS, ids=lambda c: c.__name__)
     def test_pickle_round_trip(self, cls: type[BaseException], protocol: int) -> None:
         """Unpickling gives the same class with equal args, name, retry_after and message."""
-        error = cls("payments", 2.5)
+        error = build(cls, "payments", 2.5)
         clone = pickle.loads(pickle.dumps(error, protocol=protocol))
         assert type(clone) is cls
         assert clone.args == error.args
@@ -134,7 +141,7 @@ class TestPickle:
     @pytest.mark.parametrize("cls", EXPORTED_ERRORS, ids=lambda c: c.__name__)
     def test_deepcopy(self, cls: type[BaseException]) -> None:
         """copy.deepcopy keeps the class and the args."""
-        error = cls("payments", 0.25)
+        error = build(cls, "payments", 0.25)
         clone = copy.deepcopy(error)
         assert type(clone) is cls
         assert clone.args == error.args

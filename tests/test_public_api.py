@@ -146,6 +146,7 @@ PRIMITIVES: dict[str, Callable[..., Any]] = {
     "LeakyBucket": functools.partial(resilio.LeakyBucket, 10, 5),
     "WorkerPool": resilio.WorkerPool,
     "Retry": resilio.Retry,
+    "SessionManager": resilio.SessionManager,
 }
 
 
