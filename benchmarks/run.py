@@ -21,6 +21,7 @@ GROUPS = {
     "buckets": "bench_buckets",
     "retry": "bench_retry",
     "pool": "bench_pool",
+    "sessions": "bench_sessions",
 }
 PEERS = [
     "pybreaker",
