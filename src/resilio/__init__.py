@@ -13,6 +13,9 @@ from ._breaker import CircuitState as CircuitState
 from ._clock import Clock as Clock
 from ._clock import ManualClock as ManualClock
 from ._clock import SystemClock as SystemClock
+from ._compose import Composed as Composed
+from ._compose import Timeout as Timeout
+from ._compose import compose as compose
 from ._errors import CircuitOpenError as CircuitOpenError
 from ._errors import PoolClosedError as PoolClosedError
 from ._errors import PoolFullError as PoolFullError
@@ -59,6 +62,7 @@ __all__ = [
     "CircuitState",
     "CircuitStateChanged",
     "Clock",
+    "Composed",
     "DestroyHookFailed",
     "Event",
     "EventBus",
@@ -88,9 +92,11 @@ __all__ = [
     "TaskFailed",
     "TaskHandle",
     "TaskRejected",
+    "Timeout",
     "TokenBucket",
     "WindowSnapshot",
     "WorkerPool",
+    "compose",
     "default_bus",
     "retry",
 ]
