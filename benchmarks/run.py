@@ -22,6 +22,7 @@ GROUPS = {
     "retry": "bench_retry",
     "pool": "bench_pool",
     "sessions": "bench_sessions",
+    "compose": "bench_compose",
 }
 PEERS = [
     "pybreaker",

@@ -367,6 +367,13 @@ class RateLimiter(Guard):
         return None
 
     def _acquire(self) -> object:
+        lock = self._lock
+        lock.acquire()  # the common case first: a token free, nobody queued
+        try:
+            if not self._waiters._live and self._take(1, self._now()):
+                return None
+        finally:
+            lock.release()
         if self._reject:
             self._admit_or_reject()
         else:
@@ -374,6 +381,13 @@ class RateLimiter(Guard):
         return None
 
     async def _acquire_async(self) -> object:
+        lock = self._lock
+        lock.acquire()
+        try:
+            if not self._waiters._live and self._take(1, self._now()):
+                return None
+        finally:
+            lock.release()
         if self._reject:
             self._admit_or_reject()
         else:
