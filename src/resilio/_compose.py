@@ -28,7 +28,7 @@ T = TypeVar("T")
 class Timeout:
     """Cancels an async call (or an ``async with`` block) that runs past ``seconds``.
 
-    On expiry the built-in [`TimeoutError`][TimeoutError] is raised. Inside a
+    On expiry the built-in ``TimeoutError`` is raised. Inside a
     [`Retry`][resilio.Retry] each try gets its own timeout. Only async code can be
     cancelled safely: decorating a plain ``def`` is a ``TypeError`` (run blocking
     work in a worker thread, e.g. with ``anyio.to_thread.run_sync`` inside an

@@ -4,10 +4,10 @@ User exceptions are never wrapped: whatever a guarded function raises propagates
 it was. resilio's own errors form one small tree::
 
     ResilioError                 anything resilio raises itself
-    └── RejectedError            a call refused without running; carries retry_after
-        ├── CircuitOpenError     an open (or saturated half-open) circuit breaker
-        ├── RateLimitExceeded    a rate limiter that cannot admit a request in time
-        └── PoolFullError        a worker pool whose queue has no room
+    ├── RejectedError            a call refused without running; carries retry_after
+    │   ├── CircuitOpenError     an open (or saturated half-open) circuit breaker
+    │   ├── RateLimitExceeded    a rate limiter that cannot admit a request in time
+    │   └── PoolFullError        a worker pool whose queue has no room
     ├── PoolClosedError          a worker pool that is shut down (or a task it dropped)
     └── SessionNotFound          no live session has that id (also a LookupError)
 

@@ -196,7 +196,7 @@ class DestroyHookFailed(Event):
 
     Attributes:
         session_id: The session being destroyed.
-        error: What the hook raised (a [`TimeoutError`][TimeoutError] if it ran too long).
+        error: What the hook raised (a ``TimeoutError`` if it ran too long).
     """
 
     session_id: str

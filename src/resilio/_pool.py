@@ -15,7 +15,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
 from types import FunctionType, TracebackType
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -325,8 +325,10 @@ class WorkerPool:
 
         Args:
             cancel: ``False`` drains: queued and running tasks finish first.
-                ``True`` cancels running tasks and drops queued ones; awaiting their
-                handles raises [`PoolClosedError`][resilio.PoolClosedError].
+                ``True`` cancels running async tasks and drops queued ones; awaiting
+                their handles raises [`PoolClosedError`][resilio.PoolClosedError].
+                A sync task already running in a thread cannot be interrupted:
+                shutdown waits for it, and its handle gives its result.
         """
         self._close()
         if cancel:
@@ -383,9 +385,19 @@ class WorkerPool:
         self._wake_one()
         return handle
 
+    @overload
     def submit_nowait(
-        self, fn: Callable[P, Awaitable[T]] | Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
-    ) -> TaskHandle[T]:
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskHandle[T]: ...
+
+    @overload
+    def submit_nowait(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskHandle[T]: ...
+
+    def submit_nowait(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> TaskHandle[Any]:
         """Queue ``fn(*args, **kwargs)`` if there is room now, without waiting.
 
         Raises:
@@ -405,9 +417,17 @@ class WorkerPool:
             raise PoolFullError(self._name, None)
         return handle
 
+    @overload
     async def submit(
-        self, fn: Callable[P, Awaitable[T]] | Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
-    ) -> TaskHandle[T]:
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskHandle[T]: ...
+
+    @overload
+    async def submit(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskHandle[T]: ...
+
+    async def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskHandle[Any]:
         """Queue ``fn(*args, **kwargs)``, waiting for room if the queue is full.
 
         Waiting submitters get room in the order they came. Cancelling a submitter
@@ -463,18 +483,31 @@ class WorkerPool:
         if self._queue:
             self._wake_one()
 
+    @overload
     async def run(
-        self, fn: Callable[P, Awaitable[T]] | Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T: ...
+
+    @overload
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+    async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Submit ``fn(*args, **kwargs)`` and wait for its result."""
         return await (await self.submit(fn, *args, **kwargs))
 
+    @overload
     def map(
-        self,
-        fn: Callable[[Any], Awaitable[T]] | Callable[[Any], T],
-        items: Iterable[Any] | AsyncIterable[Any],
-        /,
-    ) -> AsyncIterator[T]:
+        self, fn: Callable[[Any], Awaitable[T]], items: Iterable[Any] | AsyncIterable[Any], /
+    ) -> _Mapped[T]: ...
+
+    @overload
+    def map(
+        self, fn: Callable[[Any], T], items: Iterable[Any] | AsyncIterable[Any], /
+    ) -> _Mapped[T]: ...
+
+    def map(
+        self, fn: Callable[[Any], Any], items: Iterable[Any] | AsyncIterable[Any], /
+    ) -> _Mapped[Any]:
         """Run ``fn(item)`` for every item and yield the results in input order.
 
         Items are pulled lazily, so an endless generator works: at most

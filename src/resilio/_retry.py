@@ -302,7 +302,7 @@ class Retry:
     exception that carries ``retry_after`` (an open
     [`CircuitBreaker`][resilio.CircuitBreaker], a rate limiter, or one of your own)
     is not retried sooner than that. Cancellation, ``KeyboardInterrupt`` and other
-    [`BaseException`][BaseException]s that are not [`Exception`][Exception]s are
+    other ``BaseException`` subclasses that are not ``Exception`` are
     never retried.
 
     Use it as a decorator on ``def`` and ``async def`` (signatures kept), through
@@ -324,8 +324,10 @@ class Retry:
         max_delay: The longest delay from the schedule.
         multiplier: How much each delay grows (``>= 1``).
         jitter: ``"full"``, ``"equal"``, ``"decorrelated"`` or ``None``.
-        timeout: Seconds the whole call may take, sleeps included: no sleep is
-            started that would end past it. ``None`` for no limit.
+        timeout: Seconds the retrying may take, from the first try: no sleep is
+            started that would end past it (a try already running is not
+            interrupted; wrap it in a [`Timeout`][resilio.Timeout] for that).
+            ``None`` for no limit.
         budget: A [`RetryBudget`][resilio.RetryBudget] to draw retries from.
         random: A callable returning floats in [0, 1) for jitter; pass a seeded
             ``random.Random(...).random`` for exact tests.
