@@ -23,7 +23,7 @@ async def check(pool: WorkerPool) -> None:
     assert_type(pool.submit_nowait(double, 1), TaskHandle[int])
     assert_type(await pool.run(double, 1), int)
     assert_type(await pool.run(triple, 1), int)
-    await pool.submit(double, "one")  # type: ignore[arg-type]
+    await pool.submit(double, "one")  # type: ignore[call-overload]
     async with aclosing(pool.map(double, [1])) as results:
         async for result in results:
             assert_type(result, int)
