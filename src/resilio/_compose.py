@@ -134,6 +134,9 @@ class Composed:
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)`` under every policy and return its result."""
+        if is_async_callable(fn):
+            msg = f"{fn!r} is async: use call_async() for it"
+            raise TypeError(msg)
         return self(fn)(*args, **kwargs)
 
     async def call_async(
@@ -153,13 +156,14 @@ class Composed:
         return self._policies
 
     def __enter__(self) -> Composed:
-        stack = contextlib.ExitStack()
-        for policy in self._blocks():
-            if isinstance(policy, Timeout):
-                msg = "Timeout works in async code only: use `async with`"
-                raise TypeError(msg)
-            stack.enter_context(policy)
-        _stacks.set((stack, _stacks.get()))
+        policies = self._blocks()
+        if any(isinstance(policy, Timeout) for policy in policies):
+            msg = "Timeout works in async code only: use `async with`"
+            raise TypeError(msg)
+        with contextlib.ExitStack() as stack:  # an entry that fails undoes the earlier ones
+            for policy in policies:
+                stack.enter_context(policy)
+            _stacks.set((stack.pop_all(), _stacks.get()))
         return self
 
     def __exit__(
@@ -171,10 +175,11 @@ class Composed:
         return bool(_pop_stack().__exit__(exc_type, exc, tb))
 
     async def __aenter__(self) -> Composed:
-        stack = contextlib.AsyncExitStack()
-        for policy in self._blocks():
-            await stack.enter_async_context(policy)
-        _stacks.set((stack, _stacks.get()))
+        policies = self._blocks()
+        async with contextlib.AsyncExitStack() as stack:  # a failed entry undoes the others
+            for policy in policies:
+                await stack.enter_async_context(policy)
+            _stacks.set((stack.pop_all(), _stacks.get()))
         return self
 
     async def __aexit__(

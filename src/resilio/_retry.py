@@ -539,6 +539,9 @@ class Retry:
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)`` under this policy and return its result."""
+        if is_async_callable(fn):
+            msg = f"{fn!r} is async: use call_async() for it"
+            raise TypeError(msg)
         return self._wrap_sync(fn)(*args, **kwargs)
 
     async def call_async(

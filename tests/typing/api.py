@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from typing_extensions import assert_type
 
-from resilio import CircuitBreaker, SlidingWindowBreaker
+from resilio import CircuitBreaker, Composed, SlidingWindowBreaker, Timeout, TokenBucket, compose
 
 breaker = CircuitBreaker()
 sliding = SlidingWindowBreaker()
@@ -59,6 +59,34 @@ assert_type(f(1, b="x"), float)
 assert_type(sf(1, "x"), float)
 
 
+composed = compose(CircuitBreaker(), TokenBucket(1, 1))
+assert_type(composed, Composed)
+
+
+@composed
+def cf(a: int, b: str = "") -> float:
+    """A def decorated by a composed policy."""
+    return float(a) + len(b)
+
+
+@composed
+async def cg(x: int) -> bytes:
+    """An async def decorated by a composed policy."""
+    return bytes(x)
+
+
+@Timeout(1.0)
+async def tg(x: int) -> bytes:
+    """An async def decorated by a timeout."""
+    return bytes(x)
+
+
+keep_cf: Callable[[int, str], float] = cf
+assert_type(cf(1, "x"), float)
+assert_type(cf(1, b="x"), float)
+assert_type(composed.call(plain, 1, b="x"), float)
+
+
 async def check_async() -> None:
     """Awaiting the decorated coroutines and call_async gives the return types."""
     assert_type(await g(1), bytes)
@@ -71,6 +99,14 @@ async def check_async() -> None:
         assert_type(entered, CircuitBreaker)
     async with sliding as sentered:
         assert_type(sentered, SlidingWindowBreaker)
+    assert_type(await cg(1), bytes)
+    assert_type(await tg(1), bytes)
+    assert_type(await composed.call_async(aplain, 1), bytes)
+    assert_type(await Timeout(1.0).call_async(aplain, x=1), bytes)
+    async with composed as centered:
+        assert_type(centered, Composed)
+    async with Timeout(1.0) as tentered:
+        assert_type(tentered, Timeout)
 
 
 assert_type(breaker.call(f, 1, b="x"), float)
