@@ -31,8 +31,8 @@ class Timeout:
     On expiry the built-in ``TimeoutError`` is raised. Inside a
     [`Retry`][resilio.Retry] each try gets its own timeout. Only async code can be
     cancelled safely: decorating a plain ``def`` is a ``TypeError`` (run blocking
-    work in a worker thread, e.g. with ``anyio.to_thread.run_sync`` inside an
-    ``async def``, and time that out instead).
+    work in a worker thread inside an ``async def``, with
+    ``anyio.to_thread.run_sync(fn, abandon_on_cancel=True)``, and time that out).
 
     Args:
         seconds: The time allowed.
@@ -56,8 +56,8 @@ class Timeout:
         if not is_async_callable(fn):
             msg = (
                 f"Timeout cancels async calls only, and {fn!r} is not async; run "
-                "blocking work in a thread (anyio.to_thread.run_sync inside an async "
-                "def) and time that out"
+                "blocking work in a thread inside an async def, with "
+                "anyio.to_thread.run_sync(fn, abandon_on_cancel=True), and time that out"
             )
             raise TypeError(msg)
         call_async = self.call_async

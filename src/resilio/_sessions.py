@@ -94,7 +94,7 @@ class Session:
         "ttl",
     )
 
-    def __init__(  # noqa: PLR0917 - built by SessionManager.create only  # noqa: PLR0917 - built by SessionManager.create only
+    def __init__(  # noqa: PLR0917 - built by SessionManager.create only
         self,
         id: str,
         data: Any,
@@ -178,6 +178,7 @@ class SessionManager:
         "_bus",
         "_clock",
         "_closing",
+        "_dead",
         "_heap",
         "_hook_timeout",
         "_idle_timeout",
@@ -190,6 +191,7 @@ class SessionManager:
         "_started",
         "_tasks",
         "_timer",
+        "_timer_scope",
     )
 
     def __init__(
@@ -220,6 +222,8 @@ class SessionManager:
         self._listeners: list[Hook] = []
         self._armed = _INF  # the deadline the timer sleeps until
         self._timer: AsyncWaker | None = None
+        self._timer_scope: anyio.CancelScope | None = None
+        self._dead = 0  # heap entries of sessions no longer active
         self._tasks: anyio.abc.TaskGroup | None = None
         self._started = self._closing = False
 
@@ -249,8 +253,11 @@ class SessionManager:
         assert self._tasks is not None
         with anyio.CancelScope(shield=True):
             self._closing = True
+            if self._timer_scope is not None:
+                self._timer_scope.cancel()
             await self.destroy_many(list(self._sessions), reason="shutdown", concurrency=64)
-            self._tasks.cancel_scope.cancel()
+        # Hooks of sessions that expired just before still run in the task group:
+        # wait for them (each is bounded by hook_timeout) rather than cut them off.
         await self._tasks.__aexit__(None, None, None)
 
     def _check_open(self) -> None:
@@ -308,8 +315,12 @@ class SessionManager:
             raise ValueError(msg)
         now = self._now()
         session = Session(id, data, now, ttl, self._max_lifetime, hooks, heartbeat, missed)
+        evicted = None
         if self._max_sessions is not None and len(sessions) >= self._max_sessions:
-            await self._destroy(next(iter(sessions.values())), "evicted")
+            evicted = next(iter(sessions.values()))
+            self._claim(evicted, "evicted")
+        # No await between the checks above and this insertion: concurrent creates
+        # can neither exceed max_sessions nor take the same id twice.
         sessions[id] = session
         deadline = session._deadline()[0]
         if deadline != _INF:
@@ -319,6 +330,8 @@ class SessionManager:
         bus = self._bus
         if bus.wants(SessionCreated):
             bus.publish(SessionCreated(source=self._name, at=now, session_id=id))
+        if evicted is not None:
+            await self._finish_hooks(evicted)
         return session
 
     def _live(self, session_id: str) -> Session:
@@ -439,15 +452,21 @@ class SessionManager:
             return False
         session.state = DESTROYING
         session.reason = reason
-        self._sessions.pop(session.id, None)
+        if self._sessions.get(session.id) is session:
+            del self._sessions[session.id]
+        self._dead += 1
+        if self._dead > 64 and self._dead > len(self._sessions):
+            # Entries of sessions destroyed before their deadline would keep them
+            # (and their data) alive until it: drop them. Amortised O(1) per destroy.
+            self._heap = [entry for entry in self._heap if entry[1].state is ACTIVE]
+            heapq.heapify(self._heap)
+            self._dead = 0
         return True
 
     async def _destroy(self, session: Session, reason: str) -> bool:
         if not self._claim(session, reason):
             return False
-        for hook in (*session._hooks, *self._listeners):
-            await self._run_hook(hook, session)
-        self._finish(session)
+        await self._finish_hooks(session)
         return True
 
     def _finish(self, session: Session) -> None:
@@ -499,25 +518,27 @@ class SessionManager:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         self._timer = waker = AsyncWaker()
-        task_status.started()
-        heap = self._heap
-        while True:
-            waker.reset()
-            await self._expire_due()
-            self._armed = heap[0][0] if heap else _INF
-            await wait_async(self._clock, waker, heap[0][0] if heap else None)
+        with anyio.CancelScope() as self._timer_scope:
+            task_status.started()
+            while True:
+                waker.reset()
+                await self._expire_due()
+                heap = self._heap
+                self._armed = heap[0][0] if heap else _INF
+                await wait_async(self._clock, waker, heap[0][0] if heap else None)
 
     async def _expire_due(self) -> None:
-        heap = self._heap
         bus = self._bus
         handled = 0
-        while heap:
+        while self._heap:
+            heap = self._heap  # (re-read: destroying may compact it)
             now = self._now()
             deadline, session = heap[0]
             if deadline > now:
                 return
             heapq.heappop(heap)
             if session.state is not ACTIVE:
+                self._dead = max(0, self._dead - 1)
                 continue
             current, reason = session._deadline()
             if current > now:  # touched (or beat) since: back in, at its new deadline
@@ -544,17 +565,19 @@ class SessionManager:
                 # the expiry of the sessions behind it.
                 self._tasks.start_soon(self._finish_hooks, session)
             else:
-                for hook in (*session._hooks, *self._listeners):
-                    await self._run_hook(hook, session)
-                self._finish(session)
+                await self._finish_hooks(session)
             handled += 1
             if not handled % 1024:
                 await anyio.lowlevel.checkpoint()  # a flood of expiries: let others run
 
     async def _finish_hooks(self, session: Session) -> None:
-        for hook in (*session._hooks, *self._listeners):
-            await self._run_hook(hook, session)
-        self._finish(session)
+        # Shielded: a caller cancelled mid-destroy must not leave the remaining hooks
+        # unrun and the session stuck in DESTROYING. Each async hook is bounded by
+        # hook_timeout, so the shield cannot hold for ever.
+        with anyio.CancelScope(shield=True):
+            for hook in (*session._hooks, *self._listeners):
+                await self._run_hook(hook, session)
+            self._finish(session)
 
     def __repr__(self) -> str:
         state = "closed" if self._closing else "running" if self._started else "not started"
