@@ -165,25 +165,10 @@ class RateLimiter(Guard):
                 also if a later change of rate or capacity makes the deadline pass.
             ValueError: *n* is not positive or exceeds the capacity.
         """
-        if n != 1 or n.__class__ is not int:
-            self._check_amount(n)
-        if timeout is not None:
-            timeout = _validate.number("timeout", timeout, ge=0, finite=False)
-            if timeout == _INFINITY:
-                timeout = None
-        lock = self._lock
-        lock.acquire()
-        try:
-            now = self._now()
-            if not self._waiters._live and self._take(n, now):
-                return
-            waiter, wait = self._enqueue(n, timeout, now, AsyncWaker)
-        finally:
-            lock.release()
-        self._limited(n, wait, rejected=waiter is None, now=now)
-        if waiter is None:
-            raise _new_exceeded(RateLimitExceeded, self._name, wait)
-        deadline = None if timeout is None else now + timeout
+        queued = self._join(n, timeout, AsyncWaker)
+        if queued is None:
+            return
+        waiter, deadline = queued
         waker = waiter.waker
         try:
             while True:
@@ -207,25 +192,10 @@ class RateLimiter(Guard):
             RateLimitExceeded: as for `acquire`.
             ValueError: *n* is not positive or exceeds the capacity.
         """
-        if n != 1 or n.__class__ is not int:
-            self._check_amount(n)
-        if timeout is not None:
-            timeout = _validate.number("timeout", timeout, ge=0, finite=False)
-            if timeout == _INFINITY:
-                timeout = None
-        lock = self._lock
-        lock.acquire()
-        try:
-            now = self._now()
-            if not self._waiters._live and self._take(n, now):
-                return
-            waiter, wait = self._enqueue(n, timeout, now, SyncWaker)
-        finally:
-            lock.release()
-        self._limited(n, wait, rejected=waiter is None, now=now)
-        if waiter is None:
-            raise _new_exceeded(RateLimitExceeded, self._name, wait)
-        deadline = None if timeout is None else now + timeout
+        queued = self._join(n, timeout, SyncWaker)
+        if queued is None:
+            return
+        waiter, deadline = queued
         waker = waiter.waker
         try:
             while True:
@@ -239,6 +209,34 @@ class RateLimiter(Guard):
             raise
 
     # -- waiting ----------------------------------------------------------------------
+
+    def _join(
+        self, n: float, timeout: float | None, waker: type[AsyncWaker | SyncWaker]
+    ) -> tuple[Waiter, float | None] | None:
+        """Admit a request now (``None``), or queue it: ``(waiter, deadline)``.
+
+        Raises [`RateLimitExceeded`][resilio.RateLimitExceeded] at once when the
+        request cannot be met in time or cannot queue.
+        """
+        if n != 1 or n.__class__ is not int:
+            self._check_amount(n)
+        if timeout is not None:
+            timeout = _validate.number("timeout", timeout, ge=0, finite=False)
+            if timeout == _INFINITY:
+                timeout = None
+        lock = self._lock
+        lock.acquire()
+        try:
+            now = self._now()
+            if not self._waiters._live and self._take(n, now):
+                return None
+            waiter, wait = self._enqueue(n, timeout, now, waker)
+        finally:
+            lock.release()
+        self._limited(n, wait, rejected=waiter is None, now=now)
+        if waiter is None:
+            raise _new_exceeded(RateLimitExceeded, self._name, wait)
+        return waiter, None if timeout is None else now + timeout
 
     def _enqueue(
         self, n: float, timeout: float | None, now: float, waker: type[AsyncWaker | SyncWaker]
