@@ -523,9 +523,10 @@ class SessionManager:
             while True:
                 waker.reset()
                 await self._expire_due()
-                heap = self._heap
-                self._armed = heap[0][0] if heap else _INF
-                await wait_async(self._clock, waker, heap[0][0] if heap else None)
+                # (no local reference to the heap across the wait: a compaction must
+                # be able to free the old list at once)
+                self._armed = self._heap[0][0] if self._heap else _INF
+                await wait_async(self._clock, waker, self._armed if self._heap else None)
 
     async def _expire_due(self) -> None:
         bus = self._bus
@@ -587,7 +588,13 @@ class SessionManager:
 def _hooks(name: str, value: Hook | Iterable[Hook] | None) -> tuple[Hook, ...]:
     if value is None:
         return ()
-    hooks = (value,) if callable(value) else tuple(value)
+    if callable(value):
+        return (value,)
+    try:
+        hooks = tuple(value)
+    except TypeError:
+        msg = f"{name!r} must be a hook or a list of hooks: {value!r}"
+        raise TypeError(msg) from None
     for hook in hooks:
         _validate.callable_(name, hook)
     return hooks
