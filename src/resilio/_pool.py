@@ -192,7 +192,11 @@ class _Mapped(Generic[T]):
             pending.append(handle if handle is not None else await pool.submit(self._fn, item))
         if not pending:
             raise StopAsyncIteration
-        return await pending.popleft()
+        handle = pending.popleft()
+        if handle._state == _DONE:  # the common case: no need to build an awaitable
+            handle._observed = True
+            return handle._outcome  # type: ignore[no-any-return]
+        return await handle
 
     def _drop(self) -> None:
         self._exhausted = True

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import enum
 import heapq
+import inspect
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -492,7 +493,7 @@ class SessionManager:
                     self._hook_failed(session, TimeoutError(f"destroy hook {hook!r} timed out"))
             else:
                 result = hook(session)
-                if isinstance(result, Awaitable):
+                if result is not None and inspect.isawaitable(result):
                     with move_on_after(self._clock, self._hook_timeout) as scope:
                         await result
                     if scope.cancelled_caught:
@@ -557,11 +558,8 @@ class SessionManager:
                 )
             if not self._claim(session, reason):
                 continue
-            if (
-                self._tasks is not None
-                and (session._hooks or self._listeners)
-                and _any_async((*session._hooks, *self._listeners))
-            ):
+            hooks = (*session._hooks, *self._listeners)
+            if self._tasks is not None and _any_async(hooks):
                 # Async hooks get a task of their own: one slow hook must not delay
                 # the expiry of the sessions behind it.
                 self._tasks.start_soon(self._finish_hooks, session)
@@ -572,11 +570,19 @@ class SessionManager:
                 await anyio.lowlevel.checkpoint()  # a flood of expiries: let others run
 
     async def _finish_hooks(self, session: Session) -> None:
+        hooks = (*session._hooks, *self._listeners)
+        if not _any_async(hooks):
+            # Plain functions: nothing to cancel mid-hook, so no shield to pay for
+            # (this is the expiry hot path).
+            for hook in hooks:
+                await self._run_hook(hook, session)
+            self._finish(session)
+            return
         # Shielded: a caller cancelled mid-destroy must not leave the remaining hooks
         # unrun and the session stuck in DESTROYING. Each async hook is bounded by
         # hook_timeout, so the shield cannot hold for ever.
         with anyio.CancelScope(shield=True):
-            for hook in (*session._hooks, *self._listeners):
+            for hook in hooks:
                 await self._run_hook(hook, session)
             self._finish(session)
 
