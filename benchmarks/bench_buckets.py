@@ -157,9 +157,14 @@ def _opts(quick: bool) -> dict[str, Any]:
     return {"repeats": 3, "budget": 0.005} if quick else {"repeats": 15, "budget": 0.05}
 
 
+SECTIONS: list[str] = []  # text sections of the last main() run
+
+
 def main(quick: bool = False) -> list[Result]:
     results = [try_acquire_sync(quick), async_with(quick)]
     for result in results:
         report(result)
-    print(throughput(quick))
+    text = throughput(quick)
+    SECTIONS[:] = [text]  # for run.py --report
+    print(text)
     return results

@@ -1,0 +1,127 @@
+"""The same retry policy written with tenacity, then with resilio.
+
+A flaky function fails twice with ``ConnectionError`` and then succeeds; a second
+one returns ``None`` (a "not ready yet" result) twice before it has an answer. Both
+libraries retry them on the same exponential schedule, report each sleep before it
+starts, and re-raise the last error unchanged when tries run out.
+
+tenacity is given a ``sleep=`` that only records the delay, and resilio a
+``ManualClock``, so neither really waits and every run prints the same. tenacity is
+not a dependency of resilio: install it with ``pip install tenacity`` (CI gets it
+through the ``bench`` extra). Run it with ``python examples/migrating_from_tenacity.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tenacity
+
+from resilio import EventBus, ManualClock, Retry, RetryScheduled
+
+
+def flaky(failures: int) -> Callable[[], str]:
+    """A function that raises ConnectionError *failures* times, then returns "ok"."""
+    left = [failures]
+
+    def call() -> str:
+        if left[0] > 0:
+            left[0] -= 1
+            raise ConnectionError("connection reset")
+        return "ok"
+
+    return call
+
+
+def not_ready(nones: int) -> Callable[[], str | None]:
+    """A function that returns None *nones* times, then "ready"."""
+    left = [nones]
+
+    def call() -> str | None:
+        if left[0] > 0:
+            left[0] -= 1
+            return None
+        return "ready"
+
+    return call
+
+
+# -- before: tenacity -------------------------------------------------------------
+
+slept: list[float] = []
+
+
+def log_sleep(state: tenacity.RetryCallState) -> None:
+    assert state.next_action is not None
+    print(f"  tenacity: try {state.attempt_number} failed, sleeping {state.next_action.sleep:g}s")
+
+
+before = tenacity.Retrying(
+    stop=tenacity.stop_after_attempt(4),
+    wait=tenacity.wait_exponential(multiplier=0.5, exp_base=2, max=10),
+    retry=tenacity.retry_if_exception_type(ConnectionError),
+    reraise=True,
+    before_sleep=log_sleep,
+    sleep=slept.append,  # record the delay instead of sleeping
+)
+before_on_result = tenacity.Retrying(
+    stop=tenacity.stop_after_attempt(4),
+    wait=tenacity.wait_none(),
+    retry=tenacity.retry_if_result(lambda result: result is None),
+    before_sleep=log_sleep,
+    sleep=slept.append,
+)
+
+# -- after: resilio ---------------------------------------------------------------
+
+clock = ManualClock()  # a blocking sleep on a ManualClock moves it on at once
+bus = EventBus()
+bus.subscribe(
+    RetryScheduled,
+    lambda e: print(f"  resilio:  try {e.attempt} failed, sleeping {e.delay:g}s"),
+)
+after = Retry(
+    attempts=4,  # stop_after_attempt(4)
+    base_delay=0.5,  # wait_exponential(multiplier=0.5, ...)
+    multiplier=2.0,  # ... exp_base=2 ...
+    max_delay=10.0,  # ... max=10)
+    jitter=None,  # wait_exponential has no jitter; wait_random_exponential is "full"
+    on=ConnectionError,  # retry_if_exception_type(ConnectionError)
+    clock=clock,
+    bus=bus,
+)  # reraise=True is how resilio always behaves; before_sleep is RetryScheduled
+after_on_result = Retry(
+    attempts=4,
+    base_delay=0.0,  # wait_none()
+    if_result=lambda result: result is None,  # retry_if_result(...)
+    jitter=None,
+    clock=clock,
+    bus=bus,
+)
+
+
+def report(name: str, call: Callable[[], str]) -> None:
+    try:
+        print(f"  {name} -> {call()!r}")
+    except ConnectionError as error:
+        print(f"  {name} -> {type(error).__name__}: {error}")
+
+
+def main() -> None:
+    print("1. ConnectionError twice, then success:")
+    print(f"  tenacity -> {before(flaky(2))!r}")
+    print(f"  resilio  -> {after.call(flaky(2))!r}")
+
+    print("2. ConnectionError five times: four tries, then the error itself is re-raised:")
+    report("tenacity", lambda: before(flaky(5)))
+    report("resilio ", lambda: after.call(flaky(5)))
+
+    print("3. A result that asks for another try (None twice, then an answer):")
+    print(f"  tenacity -> {before_on_result(not_ready(2))!r}")
+    print(f"  resilio  -> {after_on_result.call(not_ready(2))!r}")
+
+    print(f"tenacity slept {sum(slept):g}s in total; resilio's clock moved {clock.monotonic():g}s")
+
+
+if __name__ == "__main__":
+    main()
