@@ -13,8 +13,7 @@ import inspect
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -23,8 +22,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 import trio
-from anyio.abc import TaskGroup
 
+from bucket_lines import limited, line_of, settle
 from resilio import (
     Event,
     EventBus,
@@ -57,70 +56,6 @@ def drain(bucket: TokenBucket) -> None:
     """Take every token of a full bucket."""
     assert bucket.try_acquire(bucket.capacity)
     assert bucket.available == 0
-
-
-async def settle() -> None:
-    """Let every woken task run until all are blocked again.
-
-    The checkpoints first let chains of hand-offs run without the 0.1 s pauses that
-    ``wait_all_tasks_blocked`` takes on asyncio when it finds a runnable task.
-    """
-    for _ in range(10):
-        await anyio.lowlevel.checkpoint()
-    await anyio.wait_all_tasks_blocked()
-
-
-def limited(events: list[Event]) -> list[tuple[float, float | None, bool, float]]:
-    """The (amount, retry_after, rejected, at) of every RateLimited recorded."""
-    return [
-        (e.amount, e.retry_after, e.rejected, e.at) for e in events if isinstance(e, RateLimited)
-    ]
-
-
-class Line:
-    """Tasks queued on one bucket, each recording when it was served, refused or cancelled."""
-
-    def __init__(self, tg: TaskGroup, bucket: TokenBucket, clock: ManualClock) -> None:
-        self.tg = tg
-        self.bucket = bucket
-        self.clock = clock
-        self.served: list[tuple[str, float]] = []
-        self.refused: dict[str, RateLimitExceeded] = {}
-        self.cancelled: list[str] = []
-
-    async def join(
-        self, name: str, n: float = 1, timeout: float | None = None
-    ) -> anyio.CancelScope:
-        """Start a task that acquires *n*; return once it is blocked, with its cancel scope."""
-        scope = anyio.CancelScope()
-
-        async def wait() -> None:
-            with scope:
-                try:
-                    await self.bucket.acquire(n, timeout=timeout)
-                except RateLimitExceeded as exc:
-                    self.refused[name] = exc
-                else:
-                    self.served.append((name, self.clock.monotonic()))
-            if scope.cancelled_caught:
-                self.cancelled.append(name)
-
-        self.tg.start_soon(wait)
-        await settle()
-        return scope
-
-    async def advance_to(self, when: float) -> None:
-        """Move the clock to *when* and let every woken task run."""
-        self.clock.advance(when - self.clock.monotonic())
-        await settle()
-
-
-@asynccontextmanager
-async def line_of(bucket: TokenBucket, clock: ManualClock) -> AsyncIterator[Line]:
-    """A Line in its own task group; tasks still waiting at the end are cancelled."""
-    async with anyio.create_task_group() as tg:
-        yield Line(tg, bucket, clock)
-        tg.cancel_scope.cancel()
 
 
 class TestBurst:
