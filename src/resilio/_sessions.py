@@ -559,12 +559,13 @@ class SessionManager:
             if not self._claim(session, reason):
                 continue
             hooks = (*session._hooks, *self._listeners)
-            if self._tasks is not None and _any_async(hooks):
+            if _any_async(hooks):
                 # Async hooks get a task of their own: one slow hook must not delay
                 # the expiry of the sessions behind it.
+                assert self._tasks is not None
                 self._tasks.start_soon(self._finish_hooks, session)
             else:
-                await self._finish_hooks(session)
+                await self._run_hooks(hooks, session)
             handled += 1
             if not handled % 1024:
                 await anyio.lowlevel.checkpoint()  # a flood of expiries: let others run
@@ -572,19 +573,19 @@ class SessionManager:
     async def _finish_hooks(self, session: Session) -> None:
         hooks = (*session._hooks, *self._listeners)
         if not _any_async(hooks):
-            # Plain functions: nothing to cancel mid-hook, so no shield to pay for
-            # (this is the expiry hot path).
-            for hook in hooks:
-                await self._run_hook(hook, session)
-            self._finish(session)
+            # Plain functions: nothing to cancel mid-hook, so no shield to pay for.
+            await self._run_hooks(hooks, session)
             return
         # Shielded: a caller cancelled mid-destroy must not leave the remaining hooks
         # unrun and the session stuck in DESTROYING. Each async hook is bounded by
         # hook_timeout, so the shield cannot hold for ever.
         with anyio.CancelScope(shield=True):
-            for hook in hooks:
-                await self._run_hook(hook, session)
-            self._finish(session)
+            await self._run_hooks(hooks, session)
+
+    async def _run_hooks(self, hooks: tuple[Hook, ...], session: Session) -> None:
+        for hook in hooks:
+            await self._run_hook(hook, session)
+        self._finish(session)
 
     def __repr__(self) -> str:
         state = "closed" if self._closing else "running" if self._started else "not started"
