@@ -6,6 +6,7 @@ import contextlib
 import functools
 import math
 import time
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -192,6 +193,25 @@ class TestManualClock:
         assert "42.5" in repr(clock)
         clock.advance(1.0)
         assert "43.5" in repr(clock)
+
+
+class TestManualClockLimits:
+    def test_advance_refuses_to_reach_infinity(self) -> None:
+        clock = ManualClock()
+        clock.advance(1e308)
+        with pytest.raises(ValueError, match="'seconds'"):
+            clock.advance(1e308)
+        assert clock.monotonic() == 1e308
+
+    def test_durations_take_timedelta(self) -> None:
+        clock = ManualClock()
+        clock.advance(timedelta(minutes=1))
+        clock.sleep(timedelta(milliseconds=500))
+        assert clock.monotonic() == 60.5
+
+    def test_negative_timedelta_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="'seconds' must be >= 0"):
+            ManualClock().advance(timedelta(seconds=-1))
 
 
 class TestManualClockSchedule:

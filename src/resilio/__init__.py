@@ -46,6 +46,7 @@ from ._retry import Attempt as Attempt
 from ._retry import Retry as Retry
 from ._retry import RetryBudget as RetryBudget
 from ._retry import retry as retry
+from ._retry_after import parse_retry_after as parse_retry_after
 from ._sessions import Session as Session
 from ._sessions import SessionManager as SessionManager
 from ._sessions import SessionState as SessionState
@@ -98,6 +99,7 @@ __all__ = [
     "WorkerPool",
     "compose",
     "default_bus",
+    "parse_retry_after",
     "retry",
 ]
 

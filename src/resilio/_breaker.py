@@ -139,7 +139,7 @@ class BreakerBase(Guard):
     ) -> None:
         self._name = _validate.text("name", name)
         self._success_threshold = _validate.integer("success_threshold", success_threshold, ge=1)
-        self._open_timeout = _validate.number("open_timeout", open_timeout, gt=0)
+        self._open_timeout = _validate.duration("open_timeout", open_timeout, gt=0)
         self._half_open_max = _validate.integer("half_open_max_calls", half_open_max_calls, ge=1)
         self._failure_on = _validate.exception_matcher("failure_on", failure_on)
         self._ignore = _validate.exception_matcher("ignore", ignore)
@@ -222,7 +222,7 @@ class BreakerBase(Guard):
             interval: Seconds between checks.
         """
         _validate.callable_("probe", probe)
-        interval = _validate.number("interval", interval, gt=0)
+        interval = _validate.duration("interval", interval, gt=0)
         error: BaseException | None = None
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._health_loop, probe, interval)

@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
 import anyio
@@ -161,17 +162,21 @@ class ManualClock:
         """Return the virtual time in seconds."""
         return self._now
 
-    def advance(self, seconds: float) -> None:
+    def advance(self, seconds: float | timedelta) -> None:
         """Move time forward by *seconds* and wake every sleeper now due.
 
         Raises:
             ValueError: if *seconds* is negative (time can't go backwards), NaN or
-                infinite.
+                infinite, or if the time it leads to is not a finite number.
         """
-        _validate.number("seconds", seconds, ge=0)
+        seconds = _validate.duration("seconds", seconds, ge=0)
         due: list[Callable[[], object]] = []
         with self._lock:
-            self._now += seconds
+            now = self._now + seconds
+            if math.isinf(now):
+                msg = f"'seconds' would move the clock past any finite time: {seconds!r}"
+                raise ValueError(msg)
+            self._now = now
             timers = self._timers
             while timers and timers[0][0] <= self._now:
                 entry = heapq.heappop(timers)
@@ -190,7 +195,7 @@ class ManualClock:
         if error is not None:
             raise error
 
-    def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float | timedelta) -> None:
         """Advance the clock by *seconds* (finite) and return at once."""
         self.advance(seconds)
 

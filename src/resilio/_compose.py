@@ -43,7 +43,7 @@ class Timeout:
     __slots__ = ("__weakref__", "_clock", "_seconds")
 
     def __init__(self, seconds: float, *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self._seconds = _validate.number("seconds", seconds, gt=0)
+        self._seconds = _validate.duration("seconds", seconds, gt=0)
         self._clock = check_clock(clock)
 
     @property

@@ -221,7 +221,7 @@ class RateLimiter(Guard):
         if n != 1 or n.__class__ is not int:
             self._check_amount(n)
         if timeout is not None:
-            timeout = _validate.number("timeout", timeout, ge=0, finite=False)
+            timeout = _validate.duration("timeout", timeout, ge=0, finite=False)
             if timeout == _INFINITY:
                 timeout = None
         lock = self._lock

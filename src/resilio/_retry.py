@@ -81,7 +81,7 @@ class RetryBudget:
     ) -> None:
         self._ratio = _validate.number("ratio", ratio, ge=0)
         self._min_per_second = _validate.number("min_per_second", min_per_second, ge=0)
-        self._window = _validate.number("window", window, gt=0)
+        self._window = _validate.duration("window", window, gt=0)
         self._clock = check_clock(clock)
         self._now = clock.monotonic
         self._lock = threading.Lock()
@@ -380,14 +380,14 @@ class Retry:
             _validate.callable_("if_result", if_result)
         self._if_result = if_result
         self._attempts = _validate.integer("attempts", attempts, ge=1)
-        self._base_delay = _validate.number("base_delay", base_delay, ge=0)
-        self._max_delay = _validate.number("max_delay", max_delay, ge=0)
+        self._base_delay = _validate.duration("base_delay", base_delay, ge=0)
+        self._max_delay = _validate.duration("max_delay", max_delay, ge=0)
         self._multiplier = _validate.number("multiplier", multiplier, ge=1)
         if jitter not in JITTERS:
             msg = f"'jitter' must be one of 'full', 'equal', 'decorrelated' or None: {jitter!r}"
             raise ValueError(msg)
         self._jitter = jitter
-        self._timeout = _validate.optional_number("timeout", timeout, gt=0)
+        self._timeout = _validate.optional_duration("timeout", timeout, gt=0)
         if budget is not None and not isinstance(budget, RetryBudget):
             msg = f"'budget' must be a RetryBudget: {budget!r}"
             raise TypeError(msg)

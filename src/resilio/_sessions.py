@@ -206,12 +206,12 @@ class SessionManager:
         clock: Clock = SYSTEM_CLOCK,
         bus: EventBus | None = None,
     ) -> None:
-        self._idle_timeout = _validate.optional_number("idle_timeout", idle_timeout, gt=0)
-        self._max_lifetime = _validate.optional_number("max_lifetime", max_lifetime, gt=0)
+        self._idle_timeout = _validate.optional_duration("idle_timeout", idle_timeout, gt=0)
+        self._max_lifetime = _validate.optional_duration("max_lifetime", max_lifetime, gt=0)
         self._max_sessions = (
             None if max_sessions is None else _validate.integer("max_sessions", max_sessions, ge=1)
         )
-        self._hook_timeout = _validate.number("hook_timeout", hook_timeout, gt=0)
+        self._hook_timeout = _validate.duration("hook_timeout", hook_timeout, gt=0)
         self._name = _validate.text("name", name)
         self._clock = check_clock(clock)
         self._now = clock.monotonic
@@ -300,9 +300,9 @@ class SessionManager:
             ValueError: *id* is taken by a live session, or a bad ttl/heartbeat.
         """
         self._check_open()
-        ttl = self._idle_timeout if ttl is None else _validate.number("ttl", ttl, gt=0)
+        ttl = self._idle_timeout if ttl is None else _validate.duration("ttl", ttl, gt=0)
         if heartbeat is not None:
-            heartbeat = _validate.number("heartbeat", heartbeat, gt=0)
+            heartbeat = _validate.duration("heartbeat", heartbeat, gt=0)
         missed = _validate.integer("missed", missed, ge=1)
         hooks = _hooks("on_destroy", on_destroy)
         if id is None:

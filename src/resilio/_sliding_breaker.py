@@ -152,7 +152,9 @@ class SlidingWindowBreaker(BreakerBase):
         self._fast_gen = -1
         self._ticks = itertools.count()
         self._window_size = _validate.integer("window_size", window_size, ge=1)
-        self._window_duration = _validate.optional_number("window_duration", window_duration, gt=0)
+        self._window_duration = _validate.optional_duration(
+            "window_duration", window_duration, gt=0
+        )
         self._min_calls = _validate.integer("min_calls", min_calls, ge=1)
         if window_duration is None and min_calls > window_size:
             msg = f"'min_calls' must be <= window_size ({window_size}): {min_calls!r}"
@@ -160,7 +162,9 @@ class SlidingWindowBreaker(BreakerBase):
         self._rate_threshold = _validate.number(
             "failure_rate_threshold", failure_rate_threshold, gt=0, le=1
         )
-        self._slow_after = _validate.optional_number("slow_call_duration", slow_call_duration, gt=0)
+        self._slow_after = _validate.optional_duration(
+            "slow_call_duration", slow_call_duration, gt=0
+        )
         self._slow_threshold = _validate.number(
             "slow_call_rate_threshold", slow_call_rate_threshold, gt=0, le=1
         )

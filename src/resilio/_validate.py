@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 
@@ -57,6 +58,18 @@ def optional_number(name: str, value: Any, **bounds: Any) -> float | None:
     return None if value is None else number(name, value, **bounds)
 
 
+def duration(name: str, value: Any, **bounds: Any) -> float:
+    """Like `number()`, but a `datetime.timedelta` is also taken, as its seconds."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    return number(name, value, **bounds)
+
+
+def optional_duration(name: str, value: Any, **bounds: Any) -> float | None:
+    """Like `duration()`, but ``None`` passes through."""
+    return None if value is None else duration(name, value, **bounds)
+
+
 def integer(name: str, value: Any, *, ge: int) -> int:
     """Check that *value* is an ``int`` (not a bool) and at least *ge*."""
     if not isinstance(value, int) or isinstance(value, bool):
@@ -69,7 +82,16 @@ def integer(name: str, value: Any, *, ge: int) -> int:
 
 
 def exception_types(name: str, value: Any) -> tuple[type[BaseException], ...]:
-    """Accept one exception class or an iterable of them; return a tuple."""
+    """Accept one exception class or an iterable of them; return a tuple.
+
+    A ``str`` or ``bytes`` is refused as a whole (it would otherwise be read as a
+    sequence of characters), and so is a `BaseException` subclass outside `Exception`
+    (`KeyboardInterrupt`, cancellation): guarded calls never count or retry those, so
+    naming one could never match.
+    """
+    if isinstance(value, (str, bytes, bytearray)):
+        msg = f"{name!r} must be an exception type or a tuple of them, not a string: {value!r}"
+        raise TypeError(msg)
     items = (value,) if isinstance(value, type) else value
     try:
         result = tuple(items)
@@ -80,6 +102,12 @@ def exception_types(name: str, value: Any) -> tuple[type[BaseException], ...]:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
             msg = f"{name!r} must contain only exception types: {item!r}"
             raise TypeError(msg)
+        if not issubclass(item, Exception) and item is not BaseException:
+            msg = (
+                f"{name!r} names {item.__name__}, which is not an Exception subclass "
+                f"and can never match: {value!r}"
+            )
+            raise ValueError(msg)
     return result
 
 
