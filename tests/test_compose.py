@@ -13,7 +13,8 @@ import math
 import re
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -1104,3 +1105,149 @@ class TestCompose:
         positions = [text.index(repr(part)) for part in parts]
         assert positions == sorted(positions)
         assert "2.5" in text
+
+    def test_the_same_primitive_twice_is_refused(self, clock: ManualClock, bus: EventBus) -> None:
+        """A primitive given twice would count each call twice: a ValueError naming it."""
+        breaker = CircuitBreaker(name="twice", clock=clock, bus=bus)
+        bucket = TokenBucket(1, 1, clock=clock, bus=bus)
+        timeout = Timeout(1.0, clock=clock)
+        policy = Retry(clock=clock, bus=bus)
+        cases = [
+            (breaker, breaker),
+            (breaker, bucket, breaker),
+            (compose(breaker, bucket), breaker),
+            (compose(bucket), compose(bucket)),
+            (timeout, timeout),
+            (policy, breaker, policy),
+        ]
+        for args in cases:
+            with pytest.raises(ValueError, match="twice") as info:
+                compose(*args)
+            assert repr(args[-1] if not isinstance(args[-1], Composed) else bucket) in str(
+                info.value
+            )
+        # Two primitives that are equal in configuration are still two primitives.
+        other = CircuitBreaker(name="twice", clock=clock, bus=bus)
+        assert compose(breaker, other).policies == (breaker, other)
+
+    def test_timeout_takes_a_timedelta(self, clock: ManualClock) -> None:
+        """Timeout's seconds may be a datetime.timedelta."""
+        assert Timeout(timedelta(milliseconds=1500), clock=clock).seconds == 1.5
+
+
+@pytest.mark.anyio
+class TestMisuse:
+    """Calling through a composition with the wrong kind of function runs nothing."""
+
+    async def test_call_async_refuses_a_plain_function(
+        self, clock: ManualClock, bus: EventBus
+    ) -> None:
+        """A plain def given to call_async is refused before any policy or the call runs."""
+        breaker = CircuitBreaker(failure_threshold=1, clock=clock, bus=bus)
+        calls = 0
+
+        def plain() -> int:
+            nonlocal calls
+            calls += 1
+            return 1
+
+        policy = compose(Retry(attempts=3, clock=clock, bus=bus), breaker)
+        with pytest.raises(TypeError, match=r"use call\(\)"):
+            await policy.call_async(plain)  # type: ignore[arg-type]
+        assert calls == 0
+        assert breaker.state is CLOSED
+        assert clock.monotonic() == 0
+
+    def test_call_refuses_an_async_function(self, clock: ManualClock, bus: EventBus) -> None:
+        """An async def given to call is refused before anything runs."""
+
+        async def coro() -> None:
+            """Never called."""
+
+        breaker = CircuitBreaker(failure_threshold=1, clock=clock, bus=bus)
+        with pytest.raises(TypeError, match=r"use call_async\(\)"):
+            compose(breaker).call(coro)
+        assert breaker.state is CLOSED
+
+    async def test_generators_are_refused(self, clock: ManualClock, bus: EventBus) -> None:
+        """Generator functions are refused by call and call_async, as by the decorators."""
+
+        def gen() -> Iterator[int]:
+            yield 1
+
+        async def agen() -> AsyncIterator[int]:
+            yield 1
+
+        policy = compose(CircuitBreaker(clock=clock, bus=bus))
+        with pytest.raises(TypeError, match="generator"):
+            policy.call(gen)
+        with pytest.raises(TypeError, match="generator"):
+            await policy.call_async(agen)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            policy.call(42)  # type: ignore[arg-type]
+
+
+class TestFailFast:
+    """The defaults fail fast: an open breaker ends the retrying; rejections are neutral."""
+
+    def test_retry_around_an_open_breaker_does_not_sleep(self, clock: ManualClock) -> None:
+        """compose(Retry(), CircuitBreaker()) with defaults: once open, no sleep at all."""
+        bus = EventBus()
+        breaker = CircuitBreaker(clock=clock, bus=bus)
+        policy = compose(Retry(clock=clock, bus=bus), breaker)
+
+        def always_fails() -> None:
+            raise ConnectionError
+
+        for _ in range(3):
+            with pytest.raises((ConnectionError, CircuitOpenError)):
+                policy.call(always_fails)
+            while breaker.state is not OPEN:
+                with pytest.raises((ConnectionError, CircuitOpenError)):
+                    policy.call(always_fails)
+            before = clock.monotonic()
+            with pytest.raises(CircuitOpenError):
+                policy.call(always_fails)
+            assert clock.monotonic() == before
+
+    @pytest.mark.anyio
+    async def test_retry_around_an_open_breaker_does_not_sleep_async(
+        self, clock: ManualClock
+    ) -> None:
+        """The same on asyncio and trio: an open breaker's 30 s hint ends the retrying."""
+        bus = EventBus()
+        breaker = CircuitBreaker(clock=clock, bus=bus)
+        breaker.force_open()
+        policy = compose(Retry(clock=clock, bus=bus), breaker)
+
+        async def always_fails() -> None:
+            raise ConnectionError
+
+        with anyio.fail_after(5):  # a hang detector only: the clock never moves by itself
+            with pytest.raises(CircuitOpenError):
+                await policy.call_async(always_fails)
+        assert clock.monotonic() == 0
+
+    @pytest.mark.parametrize("failure_on", [(Exception,), (ConnectionError,)])
+    def test_a_rejecting_bucket_inside_a_breaker_is_neutral(
+        self, clock: ManualClock, bus: EventBus, failure_on: tuple[type[Exception], ...]
+    ) -> None:
+        """A reject=True bucket's rejections count neither way in the breaker around it."""
+        breaker = CircuitBreaker(failure_threshold=2, failure_on=failure_on, clock=clock, bus=bus)
+        bucket = TokenBucket(1, 1, reject=True, clock=clock, bus=bus)
+        policy = compose(breaker, bucket)
+        failing = True
+
+        def work() -> None:
+            if failing:
+                raise ConnectionError
+
+        for _ in range(5):  # one admitted failure, then rejections
+            with pytest.raises((ConnectionError, RateLimitExceeded)):
+                policy.call(work)
+        assert breaker.state is CLOSED
+        assert breaker.snapshot().consecutive_failures == 1
+        clock.advance(1)
+        with pytest.raises(ConnectionError):
+            policy.call(work)  # the second real failure in a row opens it
+        assert breaker.state is OPEN

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -35,14 +37,14 @@ class Timeout:
     ``anyio.to_thread.run_sync(fn, abandon_on_cancel=True)``, and time that out).
 
     Args:
-        seconds: The time allowed.
+        seconds: The time allowed, in seconds or as a `datetime.timedelta`.
         clock: Where time comes from; on a [`ManualClock`][resilio.ManualClock]
             the timeout fires when the clock is advanced past it.
     """
 
     __slots__ = ("__weakref__", "_clock", "_seconds")
 
-    def __init__(self, seconds: float, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, seconds: float | timedelta, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._seconds = _validate.duration("seconds", seconds, gt=0)
         self._clock = check_clock(clock)
 
@@ -133,16 +135,25 @@ class Composed:
         return fn
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Call ``fn(*args, **kwargs)`` under every policy and return its result."""
-        if is_async_callable(fn):
-            msg = f"{fn!r} is async: use call_async() for it"
-            raise TypeError(msg)
+        """Call ``fn(*args, **kwargs)`` under every policy and return its result.
+
+        Raises:
+            TypeError: *fn* is async (use `call_async`) or a generator function; nothing
+                is called and no outcome is recorded.
+        """
+        _check_callable(fn, want_async=False)
         return self(fn)(*args, **kwargs)
 
     async def call_async(
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Await ``fn(*args, **kwargs)`` under every policy and return its result."""
+        """Await ``fn(*args, **kwargs)`` under every policy and return its result.
+
+        Raises:
+            TypeError: *fn* is not async (use `call`) or is an async generator function;
+                nothing is called and no outcome is recorded.
+        """
+        _check_callable(fn, want_async=True)
         return await self(fn)(*args, **kwargs)
 
     def _blocks(self) -> tuple[Any, ...]:
@@ -194,6 +205,22 @@ class Composed:
         return f"compose({', '.join(map(repr, self._policies))})"
 
 
+def _check_callable(fn: object, *, want_async: bool) -> None:
+    if not callable(fn):
+        msg = f"compose() policies call callables, not {fn!r}"
+        raise TypeError(msg)
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        msg = f"compose() policies guard calls, not generators: {fn!r}"
+        raise TypeError(msg)
+    if is_async_callable(fn) != want_async:
+        msg = (
+            f"{fn!r} is async: use call_async() for it"
+            if not want_async
+            else f"{fn!r} is not async: use call() for it"
+        )
+        raise TypeError(msg)
+
+
 # The exit stacks of the composed blocks open in this thread or task.
 _stacks: ContextVar[tuple[Any, Any] | None] = ContextVar("resilio_composed", default=None)
 
@@ -215,6 +242,7 @@ def compose(*policies: Policy) -> Composed:
 
     Raises:
         TypeError: no policies, or something that is not a resilio primitive.
+        ValueError: the same primitive twice (it would count each call twice).
     """
     if not policies:
         msg = "compose() needs at least one policy"
@@ -228,4 +256,13 @@ def compose(*policies: Policy) -> Composed:
     flat: list[Policy] = []
     for policy in policies:
         flat.extend(policy.policies if isinstance(policy, Composed) else (policy,))
+    seen: set[int] = set()
+    for policy in flat:
+        if id(policy) in seen:
+            msg = (
+                f"compose() got {policy!r} twice: each call would pass it twice and be "
+                "counted twice; use it once, or give each layer its own primitive"
+            )
+            raise ValueError(msg)
+        seen.add(id(policy))
     return Composed(tuple(flat))
