@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing
@@ -20,6 +21,9 @@ import anyio
 import anyio.lowlevel
 import attrs
 import pytest
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 from resilio import (
     Event,
@@ -39,6 +43,21 @@ from resilio import (
 
 class Boom(Exception):
     """The failure the tasks raise."""
+
+
+class Halt(BaseException):
+    """A BaseException that is not an Exception, like KeyboardInterrupt or SystemExit."""
+
+
+# A bound on real time that only a hang reaches; never a measure of speed.
+HANG = 5.0
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    """The exceptions inside (possibly nested) exception groups, in order."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]
 
 
 class Gauge:
@@ -247,6 +266,40 @@ class TestLifecycle:
         with pytest.raises(RuntimeError, match="only once"):
             async with pool:
                 pass
+
+    async def test_entering_after_shutdown_raises_pool_closed(
+        self, make: Callable[..., WorkerPool]
+    ) -> None:
+        """A pool shut down before it was ever entered refuses to start, and to take work."""
+        pool = make()
+        await pool.shutdown()
+        with pytest.raises(PoolClosedError, match="'pool' was shut down before it was started"):
+            async with pool:
+                pass
+        with pytest.raises(PoolClosedError):
+            pool.submit_nowait(double, 1)
+        with pytest.raises(PoolClosedError):
+            await pool.run(double, 1)
+        assert worker_task_ids() == set()
+
+    async def test_shutdown_while_entering_starts_no_worker_for_good(
+        self, make: Callable[..., WorkerPool]
+    ) -> None:
+        """A shutdown from another task while the block is starting its workers: the block
+        starts, and every worker has exited once the shutdown returns."""
+        pool = make(workers=3)
+        async with anyio.create_task_group() as tg:
+
+            async def shut_down_soon() -> None:
+                await anyio.lowlevel.checkpoint()
+                await pool.shutdown()
+
+            tg.start_soon(shut_down_soon)
+            async with pool:
+                await pool.shutdown()
+                assert worker_task_ids() == set()
+        with pytest.raises(PoolClosedError):
+            pool.submit_nowait(double, 1)
 
     async def test_enter_returns_the_pool(self, make: Callable[..., WorkerPool]) -> None:
         """`async with pool as p` binds the pool itself, which starts `workers` workers."""
@@ -631,6 +684,66 @@ class TestHandles:
             gate.set()
         assert await replacement == 4
 
+    async def test_a_cancelled_run_drops_its_queued_task(
+        self, make: Callable[..., WorkerPool]
+    ) -> None:
+        """A run() cancelled while its task waits in the queue drops the task: it never
+        runs, and its place in the queue is free at once."""
+        gate = anyio.Event()
+        ran: list[str] = []
+
+        async def job(label: str) -> str:
+            ran.append(label)
+            return label
+
+        async with make(workers=1, queue_size=1) as pool:
+            await pool.submit(hold, gate)
+            await anyio.wait_all_tasks_blocked()
+            scope = anyio.CancelScope()
+
+            async def caller() -> None:
+                with scope:
+                    await pool.run(job, "cancelled")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(caller)
+                await anyio.wait_all_tasks_blocked()
+                assert pool.stats().queued == 1
+                scope.cancel()
+            assert scope.cancelled_caught
+            assert pool.stats().queued == 0
+            replacement = pool.submit_nowait(job, "replacement")
+            gate.set()
+        assert await replacement == "replacement"
+        assert ran == ["replacement"]
+
+    async def test_a_cancelled_run_lets_its_running_task_finish(
+        self, make: Callable[..., WorkerPool], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A run() cancelled while its task runs: the task is not interrupted, and its
+        outcome, which nobody wants any more, is not logged."""
+        gate = anyio.Event()
+        finished: list[str] = []
+
+        async def job() -> NoReturn:
+            await gate.wait()
+            finished.append("job")
+            raise Boom("nobody waits for this")
+
+        with caplog.at_level(logging.ERROR, logger="resilio"):
+            async with make(workers=1, queue_size=1) as pool:
+                with anyio.CancelScope() as scope:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(pool.run, job)
+                        await anyio.wait_all_tasks_blocked()
+                        assert pool.stats().busy == 1
+                        scope.cancel()
+                gate.set()
+            gc.collect()
+        assert finished == ["job"]
+        assert pool.stats().failed == 1
+        assert resilio_errors(caplog) == []
+
     async def test_cancel_does_not_stop_a_started_task(
         self, make: Callable[..., WorkerPool]
     ) -> None:
@@ -675,6 +788,48 @@ class TestFailures:
         assert {e.source for e in failed} == {"p"}
         assert pool.stats().failed == 3
         assert pool.stats().completed == 2
+
+    async def test_a_base_exception_reaches_its_handle_and_ends_the_pool(
+        self, make: Callable[..., WorkerPool], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A task raising a BaseException that is not an Exception: its handle raises that
+        very error, which also leaves the block as the task group's error; the running
+        tasks are cancelled, the queued ones dropped and the waiting submitters refused."""
+        error = Halt("stop")
+        gate = anyio.Event()
+        handles: dict[str, TaskHandle[Any]] = {}
+        submitted: list[BaseException] = []
+
+        async def use_pool() -> None:
+            async with make(workers=2, queue_size=1) as pool:
+
+                async def submitter() -> None:
+                    try:
+                        await pool.submit(double, 3)
+                    except PoolClosedError as exc:
+                        submitted.append(exc)
+
+                handles["running"] = await pool.submit(hold, gate)
+                await anyio.wait_all_tasks_blocked()
+                handles["halting"] = await pool.submit(fail, error)
+                handles["queued"] = await pool.submit(double, 1)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(submitter)
+                    await anyio.sleep_forever()
+
+        with caplog.at_level(logging.ERROR, logger="resilio"):
+            with pytest.raises(BaseExceptionGroup) as info:
+                await use_pool()
+            gc.collect()
+        assert leaves(info.value) == [error]
+        with pytest.raises(Halt) as raised:
+            await handles["halting"]
+        assert raised.value is error
+        for label in ("running", "queued"):
+            with pytest.raises(PoolClosedError):
+                await handles[label]
+        assert len(submitted) == 1
+        assert resilio_errors(caplog) == [], "the error left the pool: no need to log it"
 
     async def test_an_unawaited_failure_is_logged_when_collected(
         self, make: Callable[..., WorkerPool], caplog: pytest.LogCaptureFixture
@@ -934,6 +1089,46 @@ class TestShutdown:
             assert all(h.done() for h in handles)
             assert worker_task_ids() == set()
         assert [await h for h in handles] == [0, 2, 4, 6, 8, 10]
+
+    async def test_a_drain_runs_tasks_queued_behind_a_reservation(
+        self, make: Callable[..., WorkerPool]
+    ) -> None:
+        """Room reserved for a waiting submitter that has not resumed yet, then a task
+        accepted behind it, then a drain: the task runs, the reserved submitter gets
+        PoolClosedError, and nothing hangs (repeated: trio's scheduling order varies)."""
+
+        async def one_round() -> None:
+            gate = anyio.Event()
+            submitted: list[Any] = []
+            async with make(workers=1, queue_size=2) as pool:
+
+                async def submitter() -> None:
+                    try:
+                        submitted.append(await pool.submit(double, 5))
+                    except PoolClosedError as exc:
+                        submitted.append(exc)
+
+                await pool.submit(hold, gate)
+                await anyio.wait_all_tasks_blocked()
+                first = pool.submit_nowait(double, 1)
+                second = pool.submit_nowait(double, 2)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(submitter)
+                    await anyio.wait_all_tasks_blocked()
+                    gate.set()
+                    first.cancel()
+                    second.cancel()  # the room freed is reserved for the submitter
+                    accepted = pool.submit_nowait(double, 21)
+                    with anyio.fail_after(HANG):
+                        await pool.shutdown()
+            with anyio.fail_after(HANG):
+                assert await accepted == 42
+            assert len(submitted) == 1
+            assert isinstance(submitted[0], PoolClosedError)
+            assert pool.stats().completed == 2
+
+        for _ in range(10):
+            await one_round()
 
     async def test_shutdown_cancel_cancels_running_and_drops_queued(
         self, make: Callable[..., WorkerPool]
@@ -1199,6 +1394,48 @@ class TestResize:
             assert gauge.now == 1
             gate.set()
         assert gauge.peak == 1
+
+    async def test_retiring_workers_are_not_room(self, make: Callable[..., WorkerPool]) -> None:
+        """After a resize down, idle workers on their way out take no task: with no queue,
+        one worker left takes one task, and stats never show more queued than fits."""
+        gate = anyio.Event()
+        async with make(workers=4, queue_size=0) as pool:
+            await anyio.wait_all_tasks_blocked()  # every worker waits for work
+            pool.resize(1)
+            accepted = pool.submit_nowait(hold, gate, None, "only")
+            for _ in range(3):
+                with pytest.raises(PoolFullError):
+                    pool.submit_nowait(hold, gate)
+            stats = pool.stats()
+            assert (stats.workers, stats.queued, stats.rejected) == (1, 0, 3)
+            await anyio.wait_all_tasks_blocked()
+            assert pool.stats() == PoolStats(
+                workers=1, busy=1, queued=0, completed=0, failed=0, rejected=3
+            )
+            assert len(worker_task_ids()) == 1
+            gate.set()
+        assert await accepted == "only"
+
+    async def test_busy_workers_on_their_way_out_are_not_room(
+        self, make: Callable[..., WorkerPool]
+    ) -> None:
+        """Shrinking with some workers busy and some idle: only the workers that stay
+        count as room, whichever of them leave first."""
+        gates = [anyio.Event() for _ in range(3)]
+        async with make(workers=4, queue_size=1) as pool:
+            running = [await pool.submit(hold, gate) for gate in gates[:2]]
+            await anyio.wait_all_tasks_blocked()
+            pool.resize(2)  # two busy, two idle: two must go
+            queued = pool.submit_nowait(hold, gates[2])
+            with pytest.raises(PoolFullError):
+                pool.submit_nowait(double, 1)
+            assert pool.stats().queued == 1
+            await anyio.wait_all_tasks_blocked()
+            assert len(worker_task_ids()) == 2
+            assert pool.stats().queued == 1
+            for gate in gates:
+                gate.set()
+        assert [await h for h in [*running, queued]] == [None] * 3
 
     async def test_workers_stay_a_fixed_set_across_resizes(
         self, make: Callable[..., WorkerPool]

@@ -260,6 +260,7 @@ class WorkerPool:
         "_queue",
         "_queue_size",
         "_rejected",
+        "_retiring",
         "_scopes",
         "_started",
         "_submitters",
@@ -287,6 +288,7 @@ class WorkerPool:
         self._idle: collections.deque[AsyncWaker] = collections.deque()
         self._scopes: set[anyio.CancelScope] = set()
         self._alive = self._busy = self._woken = 0
+        self._retiring = 0  # workers above the target, leaving as they come free
         self._completed = self._failed = self._rejected = 0
         self._started = self._closing = False
         self._tasks: anyio.abc.TaskGroup | None = None
@@ -304,6 +306,9 @@ class WorkerPool:
         if self._started:
             msg = f"{self!r} can be entered only once"
             raise RuntimeError(msg)
+        if self._closing:
+            msg = f"{self._name!r} was shut down before it was started: it cannot run"
+            raise PoolClosedError(msg)
         self._started = True
         self._limiter = anyio.CapacityLimiter(self._target)
         self._tasks = anyio.create_task_group()
@@ -354,28 +359,51 @@ class WorkerPool:
             waiter.failed = True
             submitters.leave(waiter)
             waiter.waker.wake()
+        # Room granted to submitters that have not resumed yet: each of them will
+        # raise PoolClosedError, so its place must not hold up the tasks behind it.
+        queue = self._queue
+        if any(handle._state == _UNCONFIRMED for handle in queue):
+            kept = [handle for handle in queue if handle._state != _UNCONFIRMED]
+            queue.clear()
+            queue.extend(kept)
         self._wake_idle()
+
+    def _drop_queued(self) -> None:
+        """Drop every queued task: nobody is left to run it."""
+        queue = self._queue
+        while queue:
+            handle = queue.popleft()
+            if handle._state == _PENDING:
+                handle._finish(_DROPPED, None)
+                handle._observed = True
 
     def _spawn(self, count: int) -> None:
         assert self._tasks is not None
         for _ in range(count):
             self._alive += 1
             self._tasks.start_soon(self._worker, name=f"{self._name} worker")
+        self._retiring = max(0, self._alive - self._target)
 
     # -- submitting -------------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self._closing or not self._started:
-            if not self._started:
-                msg = f"{self!r} is not running: use `async with WorkerPool(...) as pool:`"
-                raise RuntimeError(msg)
-            msg = f"{self._name!r} is shut down and takes no more work"
-            raise PoolClosedError(msg)
+            if self._closing:
+                msg = f"{self._name!r} is shut down and takes no more work"
+                raise PoolClosedError(msg)
+            msg = f"{self!r} is not running: use `async with WorkerPool(...) as pool:`"
+            raise RuntimeError(msg)
+
+    def _takers(self) -> int:
+        """Idle workers (and those woken to take work) that will take a task, not
+        counting those that will leave instead after a resize down."""
+        takers = len(self._idle) + self._woken - self._retiring
+        return takers if takers > 0 else 0
 
     def _room(self) -> bool:
         """Whether one more task fits: the queue within queue_size, counting the idle
-        workers (and those woken to take work) as places too."""
-        return len(self._queue) < self._queue_size + len(self._idle) + self._woken
+        workers that stay as places too."""
+        return len(self._queue) < self._queue_size + self._takers()
 
     def _offer(
         self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -496,8 +524,19 @@ class WorkerPool:
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
 
     async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Submit ``fn(*args, **kwargs)`` and wait for its result."""
-        return await (await self.submit(fn, *args, **kwargs))
+        """Submit ``fn(*args, **kwargs)`` and wait for its result.
+
+        If the caller is cancelled while the task is still queued, the task is
+        dropped: it never runs, and its place goes to the next. A task already
+        running is not interrupted; its result (or error) is discarded.
+        """
+        handle = await self.submit(fn, *args, **kwargs)
+        try:
+            return await handle
+        except BaseException:
+            if not handle.cancel():
+                handle._observed = True  # nobody is left to want its outcome
+            raise
 
     @overload
     def map(
@@ -560,15 +599,25 @@ class WorkerPool:
         try:
             with scope:
                 await self._work(task_status)
+        except BaseException:
+            # Cancelled from outside, or a task raised a BaseException that is not an
+            # Exception: the task group goes down, so the pool takes no more work.
+            self._close()
+            raise
         finally:
             self._scopes.discard(scope)
             self._alive -= 1
-            if self._alive == 0 and self._all_exited is not None:
-                self._all_exited.set()
+            self._retiring = max(0, self._alive - self._target)
+            if self._alive == 0:
+                if self._queue:
+                    self._drop_queued()
+                if self._all_exited is not None:
+                    self._all_exited.set()
 
     async def _work(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         limiter = self._limiter
         bus = self._bus
+        cancelled = anyio.get_cancelled_exc_class()
         waker = AsyncWaker()  # one per worker, re-armed for each idle spell
         started = False
         ran = 0
@@ -578,7 +627,7 @@ class WorkerPool:
             handle = self._take()
             if handle is None:
                 if self._closing:
-                    return
+                    break  # nothing left to take (a reservation is never left when closed)
                 waker.reset()
                 self._idle.append(waker)
                 if not started:
@@ -613,8 +662,15 @@ class WorkerPool:
                     bus.publish(
                         TaskFailed(source=self._name, at=self._clock.monotonic(), error=exc)
                     )
-            except BaseException:
-                handle._finish(_DROPPED, None)
+            except cancelled:
+                handle._finish(_DROPPED, None)  # cancelled: it never finished
+                handle._observed = True
+                raise
+            except BaseException as exc:
+                # KeyboardInterrupt, SystemExit and the like: the handle carries the
+                # error, which also goes on out of the pool's task group.
+                self._failed += 1
+                handle._finish(_FAILED, exc)
                 handle._observed = True
                 raise
             else:
@@ -636,7 +692,8 @@ class WorkerPool:
         """Change the number of workers while the pool runs.
 
         Growing starts workers at once; shrinking lets running tasks finish, and the
-        extra workers exit as they become free.
+        extra workers exit as they become free. Workers on their way out are no
+        longer room for new tasks.
         """
         workers = _validate.integer("workers", workers, ge=1)
         self._check_open()
@@ -646,14 +703,21 @@ class WorkerPool:
         if self._alive < workers:
             self._spawn(workers - self._alive)
         else:
+            self._retiring = self._alive - workers
             self._wake_idle()
+
+    def _queued(self) -> int:
+        """Tasks waiting for a worker: those in the queue that no idle worker is
+        about to take."""
+        queued = len(self._queue) - self._takers()
+        return queued if queued > 0 else 0
 
     def stats(self) -> PoolStats:
         """Return a frozen view of the pool's counters."""
         return PoolStats(
             workers=self._target,
             busy=self._busy,
-            queued=len(self._queue),
+            queued=self._queued(),
             completed=self._completed,
             failed=self._failed,
             rejected=self._rejected,
@@ -663,6 +727,6 @@ class WorkerPool:
         state = "closed" if self._closing else "running" if self._started else "not started"
         return (
             f"<WorkerPool {self._name!r} {state}: {self._busy}/{self._target} busy, "
-            f"{len(self._queue)}/{self._queue_size} queued, "
+            f"{self._queued()}/{self._queue_size} queued, "
             f"{self._submitters._live} waiting to submit>"
         )
