@@ -8,6 +8,8 @@ sleeps, except a few milliseconds at a time while a worker thread must run.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gc
 import itertools
 import logging
@@ -21,6 +23,8 @@ import anyio
 import anyio.lowlevel
 import attrs
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -139,6 +143,14 @@ async def settle(fn: Callable[[], Awaitable[Any]]) -> list[tuple[str, Any]]:
         await anyio.wait_all_tasks_blocked()
         tg.cancel_scope.cancel()
     return outcome
+
+
+async def settled(handle: TaskHandle[Any]) -> Any:
+    """What awaiting *handle* gives: its result, or the PoolClosedError it raises."""
+    try:
+        return await handle
+    except PoolClosedError as exc:
+        return exc
 
 
 def worker_task_ids(name: str = "pool") -> set[int]:
@@ -1499,6 +1511,160 @@ class TestResize:
             await wait_until(lambda: gauge.now == 3)
             gate.set()
         assert gauge.peak == 3
+
+
+# On one event loop, whatever happens between two scheduling points happens at once.
+# A script is a few rounds; each round starts some submitters (they queue for room at
+# the next pause), pauses in one of several ways (the shutdowns among them), then
+# does a burst of steps with no pause in between: this is where room is reserved for
+# a submitter that has not resumed yet, and where races between the pool's parts live.
+BURST_STEPS = st.tuples(
+    st.sampled_from(
+        [
+            *("nowait", "nowait", "fill", "finish", "finish", "drop", "drop"),
+            *("resize", "cancel_submit", "cancel_run"),
+        ]
+    ),
+    st.integers(0, 7),
+)
+PAUSES = st.sampled_from(
+    ["settle", "steps", "steps", "step", "shutdown", "shutdown_soon", "cancel", "cancel_soon"]
+)
+ROUNDS = st.tuples(
+    st.integers(0, 2),  # submitters started
+    st.integers(0, 1),  # runs started
+    PAUSES,
+    st.lists(BURST_STEPS, max_size=5),
+)
+
+
+@pytest.mark.anyio
+class TestInterleavings:
+    @settings(max_examples=120, deadline=None)
+    @given(
+        workers=st.integers(1, 3),
+        queue_size=st.integers(0, 2),
+        script=st.lists(ROUNDS, max_size=5),
+    )
+    @example(  # a task accepted behind room reserved for a submitter, then a drain
+        workers=1,
+        queue_size=2,
+        script=[
+            (0, 0, "settle", [("fill", 0)]),
+            (1, 0, "settle", [("finish", 0), ("drop", 0), ("drop", 0), ("nowait", 0)]),
+        ],
+    )
+    async def test_every_submission_resolves(
+        self, workers: int, queue_size: int, script: list[tuple[int, int, str, list[Any]]]
+    ) -> None:
+        """Any interleaving of submissions, cancellations, resizes and shutdowns: every
+        accepted task either runs (once) or its handle raises PoolClosedError, a refused
+        submission never runs, and nothing hangs."""
+        ran: list[int] = []
+        gates: list[anyio.Event] = []
+        handles: dict[int, TaskHandle[int]] = {}
+        dropped: set[int] = set()  # cancel() said it dropped them
+        refused: set[int] = set()  # the submission raised: the task must never run
+        runs: dict[int, Any] = {}
+        submit_scopes: list[anyio.CancelScope] = []
+        run_scopes: list[anyio.CancelScope] = []
+        cancelled_shutdown = False
+
+        async def job(i: int) -> int:
+            ran.append(i)
+            await gates[i].wait()
+            return i
+
+        def new_task() -> int:
+            gates.append(anyio.Event())
+            return len(gates) - 1
+
+        def nowait() -> bool:
+            i = new_task()
+            try:
+                handles[i] = pool.submit_nowait(job, i)
+            except (PoolFullError, PoolClosedError):
+                refused.add(i)
+                return False
+            return True
+
+        async def submitter(i: int, scope: anyio.CancelScope) -> None:
+            with scope:
+                with contextlib.suppress(PoolClosedError):
+                    handles[i] = await pool.submit(job, i)
+            if i not in handles:
+                refused.add(i)
+
+        async def runner(i: int, scope: anyio.CancelScope) -> None:
+            with scope:
+                try:
+                    runs[i] = await pool.run(job, i)
+                except PoolClosedError as exc:
+                    runs[i] = exc
+
+        def step(op: str, arg: int) -> None:
+            if op == "nowait":
+                nowait()
+            elif op == "fill":
+                while nowait():
+                    pass
+            elif op == "finish":  # a running task returns
+                running = [i for i in ran if not gates[i].is_set()]
+                if running:
+                    gates[running[arg % len(running)]].set()
+            elif op == "drop":  # a queued task is dropped
+                queued = [i for i, h in handles.items() if i not in ran and not h.done()]
+                if queued and handles[i := queued[arg % len(queued)]].cancel():
+                    dropped.add(i)
+            elif op == "resize":
+                with contextlib.suppress(PoolClosedError):
+                    pool.resize(1 + arg % 3)
+            elif op == "cancel_submit" and submit_scopes:
+                submit_scopes[arg % len(submit_scopes)].cancel()
+            elif op == "cancel_run" and run_scopes:
+                run_scopes[arg % len(run_scopes)].cancel()
+
+        pool = WorkerPool(workers, queue_size, bus=EventBus())
+        with anyio.fail_after(HANG):  # only a hang gets there
+            async with anyio.create_task_group() as tg:
+                async with pool:
+                    for submitters, runners, pause, burst in script:
+                        for _ in range(submitters):
+                            submit_scopes.append(anyio.CancelScope())
+                            tg.start_soon(submitter, new_task(), submit_scopes[-1])
+                        for _ in range(runners):
+                            run_scopes.append(anyio.CancelScope())
+                            tg.start_soon(runner, new_task(), run_scopes[-1])
+                        if pause == "settle":  # every other task blocks (slow on asyncio)
+                            await anyio.wait_all_tasks_blocked()
+                        elif pause.startswith("step"):
+                            for _ in range(5 if pause == "steps" else 1):
+                                await anyio.lowlevel.checkpoint()
+                        else:  # a shutdown, awaited now or started in a task of its own
+                            cancel = pause.startswith("cancel")
+                            cancelled_shutdown = cancelled_shutdown or cancel
+                            for gate in gates:
+                                gate.set()
+                            if pause.endswith("soon"):
+                                tg.start_soon(functools.partial(pool.shutdown, cancel=cancel))
+                            else:
+                                await pool.shutdown(cancel=cancel)
+                        for op, arg in burst:
+                            step(op, arg)
+                    for gate in gates:
+                        gate.set()
+            for i, handle in handles.items():
+                if await settled(handle) == i:
+                    assert i in ran
+                else:
+                    assert cancelled_shutdown or i in dropped, f"task {i} was dropped"
+        assert len(ran) == len(set(ran)), "a task ran twice"
+        assert not refused & set(ran), "a task whose submission raised has run"
+        assert not dropped & set(ran), "a task dropped by cancel() has run"
+        for i, outcome in runs.items():
+            assert outcome == i or isinstance(outcome, PoolClosedError)
+        assert pool.stats().busy == 0
+        assert pool.stats().queued == 0
 
 
 @pytest.mark.anyio
