@@ -313,6 +313,25 @@ class TestLifecycle:
         with pytest.raises(PoolClosedError):
             pool.submit_nowait(double, 1)
 
+    async def test_cancelled_while_entering_leaves_nothing_running(
+        self, make: Callable[..., WorkerPool]
+    ) -> None:
+        """Entering in a cancelled scope: the cancellation propagates, no worker is left,
+        the pool is shut down, and the task that tried can go on using task groups."""
+        pool = make(workers=3)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            async with pool:
+                pytest.fail("the block ran in a cancelled scope")
+        assert scope.cancelled_caught
+        assert worker_task_ids() == set()
+        assert "closed" in repr(pool)
+        await pool.shutdown()
+        with pytest.raises(PoolClosedError):
+            pool.submit_nowait(double, 1)
+        async with anyio.create_task_group() as tg:  # the task's own scopes are intact
+            tg.start_soon(anyio.lowlevel.checkpoint)
+
     async def test_enter_returns_the_pool(self, make: Callable[..., WorkerPool]) -> None:
         """`async with pool as p` binds the pool itself, which starts `workers` workers."""
         pool = make(workers=3, name="mine")
@@ -1055,6 +1074,31 @@ class TestMap:
             gate.set()
         assert started == [0, 1, 2]
         assert pool.stats().completed == 3
+
+    async def test_a_cancelled_consumer_drops_the_task_it_waits_for(
+        self, make: Callable[..., WorkerPool]
+    ) -> None:
+        """A consumer cancelled while it waits for a result whose task is still queued:
+        that task is dropped with the rest when the map is closed, and never runs."""
+        gate = anyio.Event()
+        started: list[int] = []
+
+        async def job(i: int) -> int:
+            started.append(i)
+            return i
+
+        async with make(workers=1, queue_size=2) as pool:
+            await pool.submit(hold, gate)
+            await anyio.wait_all_tasks_blocked()
+            with anyio.CancelScope() as scope:
+                async with aclosing(pool.map(job, range(2))) as stream:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(anext, stream)
+                        await anyio.wait_all_tasks_blocked()
+                        scope.cancel()
+            assert pool.stats().queued == 0
+            gate.set()
+        assert started == []
 
     async def test_break_drops_unstarted_tasks(self, make: Callable[..., WorkerPool]) -> None:
         """A plain `break` out of `async for ... in pool.map(...)` drops unstarted tasks."""

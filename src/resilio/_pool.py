@@ -196,7 +196,12 @@ class _Mapped(Generic[T]):
         if handle._state == _DONE:  # the common case: no need to build an awaitable
             handle._observed = True
             return handle._outcome  # type: ignore[no-any-return]
-        return await handle
+        try:
+            return await handle
+        except BaseException:
+            if not handle.cancel():  # cancelled while its task was still queued: drop it
+                handle._observed = True
+            raise
 
     def _drop(self) -> None:
         self._exhausted = True
@@ -311,11 +316,21 @@ class WorkerPool:
             raise PoolClosedError(msg)
         self._started = True
         self._limiter = anyio.CapacityLimiter(self._target)
-        self._tasks = anyio.create_task_group()
-        await self._tasks.__aenter__()
-        self._alive = self._target
-        for _ in range(self._target):  # each worker is idle, ready for work, on return
-            await self._tasks.start(self._worker, name=f"{self._name} worker")
+        tasks = self._tasks = anyio.create_task_group()
+        await tasks.__aenter__()
+        try:
+            for _ in range(self._target):  # each worker is idle, ready for work, on return
+                self._alive += 1
+                await tasks.start(self._worker, name=f"{self._name} worker")
+        except BaseException:
+            # Cancelled (or failed) while starting: leave nothing running or entered.
+            self._close()
+            tasks.cancel_scope.cancel()
+            await tasks.__aexit__(None, None, None)
+            self._alive = 0  # a worker that never started never counted itself out
+            if self._all_exited is not None:
+                self._all_exited.set()
+            raise
         return self
 
     async def __aexit__(
