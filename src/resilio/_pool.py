@@ -417,8 +417,9 @@ class WorkerPool:
 
     def _room(self) -> bool:
         """Whether one more task fits: the queue within queue_size, counting the idle
-        workers that stay as places too."""
-        return len(self._queue) < self._queue_size + self._takers()
+        workers that stay as places too (`_takers`, inlined: this is the hot path)."""
+        takers = len(self._idle) + self._woken - self._retiring
+        return len(self._queue) < self._queue_size + (takers if takers > 0 else 0)
 
     def _offer(
         self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
