@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import sys
 import threading
 from contextlib import aclosing
+from typing import Any
 
 import anyio
 import anyio.lowlevel
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 from resilio import (
     EventBus,
@@ -35,7 +40,7 @@ bus.subscribe(TaskRejected, lambda e: print(f"  event: {e.source!r} rejected a t
 bus.subscribe(TaskFailed, lambda e: print(f"  event: {e.source!r} task failed: {e.error!r}"))
 
 
-async def outcome(handle: TaskHandle[object]) -> str:
+async def outcome(handle: TaskHandle[Any]) -> str:
     """What awaiting a handle gives: the task's result, or the error it raised."""
     try:
         return repr(await handle)
@@ -160,7 +165,8 @@ async def shutdown() -> None:
 
     async with WorkerPool(workers=1, name="draining", bus=bus) as pool:
         handles = [pool.submit_nowait(slow, label) for label in "abc"]
-        print(f"  leaving the block with {pool.stats().queued} tasks queued")
+        stats = pool.stats()
+        print(f"  leaving the block with {stats.busy} task busy and {stats.queued} queued")
     print(f"  drained: {[await h for h in handles]}")
 
     async with WorkerPool(workers=1, queue_size=1, name="cancelling", bus=bus) as pool:
@@ -183,6 +189,61 @@ async def shutdown() -> None:
         print(f"  {pool!r}")
 
 
+async def cancelled_callers() -> None:
+    print("8. A caller that gives up: a cancelled run() drops its task if it is queued.")
+    gate = anyio.Event()
+    ran: list[str] = []
+
+    async def job(label: str) -> str:
+        ran.append(label)
+        await gate.wait()
+        return label
+
+    async with WorkerPool(workers=1, queue_size=1, name="patient", bus=bus) as pool:
+        first = pool.submit_nowait(job, "first")  # takes the only worker
+
+        scope = anyio.CancelScope()
+
+        async def impatient_caller() -> None:
+            with scope:
+                await pool.run(job, "given up")
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(impatient_caller)
+            await anyio.wait_all_tasks_blocked()
+            print(f"  while the caller waits: {pool.stats().queued} task queued")
+            scope.cancel()  # the caller gives up (a timeout would do the same)
+        print(f"  once it gave up: {pool.stats().queued} queued")
+        gate.set()
+        print(f"  first: {await first}")
+    print(f"  tasks that ran: {ran}")
+
+
+class Abort(BaseException):
+    """Not an Exception: like KeyboardInterrupt or SystemExit, it ends the pool."""
+
+
+async def base_exceptions() -> None:
+    print("9. A BaseException in a task reaches its handle and ends the pool.")
+
+    async def abort() -> None:
+        await anyio.lowlevel.checkpoint()
+        raise Abort("stop everything")
+
+    try:
+        async with WorkerPool(workers=2, name="fragile", bus=bus) as pool:
+            aborting = pool.submit_nowait(abort)
+            other = pool.submit_nowait(anyio.sleep_forever)
+            await anyio.sleep_forever()
+    except BaseExceptionGroup as group:
+        print(f"  left the block: {group.exceptions!r}")
+    try:
+        await aborting
+    except Abort as exc:
+        print(f"  the aborting task's handle: {type(exc).__name__}: {exc}")
+    print(f"  the other task's handle: {await outcome(other)}")
+
+
 async def main() -> None:
     await submit_and_run()
     await backpressure()
@@ -191,6 +252,8 @@ async def main() -> None:
     await threads()
     await resize_and_stats()
     await shutdown()
+    await cancelled_callers()
+    await base_exceptions()
 
 
 if __name__ == "__main__":

@@ -1462,8 +1462,9 @@ class TestResize:
             for _ in range(3):
                 with pytest.raises(PoolFullError):
                     pool.submit_nowait(hold, gate)
-            stats = pool.stats()
-            assert (stats.workers, stats.queued, stats.rejected) == (1, 0, 3)
+            assert pool.stats() == PoolStats(
+                workers=1, busy=1, queued=0, completed=0, failed=0, rejected=3
+            )
             await anyio.wait_all_tasks_blocked()
             assert pool.stats() == PoolStats(
                 workers=1, busy=1, queued=0, completed=0, failed=0, rejected=3
@@ -1734,6 +1735,25 @@ class TestStats:
             workers=2, busy=0, queued=0, completed=6, failed=1, rejected=1
         )
         assert stats.busy == 2  # a snapshot, not a live view
+
+    async def test_a_task_handed_to_an_idle_worker_counts_as_busy(
+        self, make: Callable[..., WorkerPool]
+    ) -> None:
+        """Right after a submission to idle workers, before they start, stats count the
+        tasks as busy, not queued: queued never exceeds queue_size, nor busy workers."""
+        gate = anyio.Event()
+        async with make(workers=2, queue_size=1) as pool:
+            await anyio.wait_all_tasks_blocked()  # both workers wait for work
+            for _ in range(3):
+                pool.submit_nowait(hold, gate)
+            assert pool.stats() == PoolStats(
+                workers=2, busy=2, queued=1, completed=0, failed=0, rejected=0
+            )
+            assert "2/2 busy, 1/1 queued" in repr(pool)
+            await anyio.wait_all_tasks_blocked()
+            assert pool.stats().busy == 2
+            assert pool.stats().queued == 1
+            gate.set()
 
     def test_stats_are_frozen(self) -> None:
         """A PoolStats cannot be changed."""

@@ -55,8 +55,8 @@ class PoolStats:
 
     Attributes:
         workers: Worker tasks running (or asked for, after a resize).
-        busy: Workers running a task now.
-        queued: Tasks waiting in the queue.
+        busy: Workers running a task now, or handed one they are about to start.
+        queued: Tasks waiting in the queue for a worker; at most ``queue_size``.
         completed: Tasks that returned.
         failed: Tasks that raised.
         rejected: Submissions refused because the queue was full.
@@ -722,18 +722,20 @@ class WorkerPool:
             self._retiring = self._alive - workers
             self._wake_idle()
 
-    def _queued(self) -> int:
-        """Tasks waiting for a worker: those in the queue that no idle worker is
-        about to take."""
-        queued = len(self._queue) - self._takers()
-        return queued if queued > 0 else 0
+    def _load(self) -> tuple[int, int]:
+        """Busy and queued: a task handed to an idle worker that has not started it yet
+        counts as busy, so queued never exceeds queue_size."""
+        queued = len(self._queue)
+        handed = min(queued, self._takers())
+        return self._busy + handed, queued - handed
 
     def stats(self) -> PoolStats:
         """Return a frozen view of the pool's counters."""
+        busy, queued = self._load()
         return PoolStats(
             workers=self._target,
-            busy=self._busy,
-            queued=self._queued(),
+            busy=busy,
+            queued=queued,
             completed=self._completed,
             failed=self._failed,
             rejected=self._rejected,
@@ -741,8 +743,9 @@ class WorkerPool:
 
     def __repr__(self) -> str:
         state = "closed" if self._closing else "running" if self._started else "not started"
+        busy, queued = self._load()
         return (
-            f"<WorkerPool {self._name!r} {state}: {self._busy}/{self._target} busy, "
-            f"{self._queued()}/{self._queue_size} queued, "
+            f"<WorkerPool {self._name!r} {state}: {busy}/{self._target} busy, "
+            f"{queued}/{self._queue_size} queued, "
             f"{self._submitters._live} waiting to submit>"
         )
