@@ -5,12 +5,24 @@ deadlines in one heap, served by a single timer task armed at the earliest deadl
 A touch moves no heap entry: when an entry comes due, the session's deadline is
 computed afresh, and an entry that turns out early is pushed back with the new one
 (lazy re-validation). So a touch costs O(1), an expiry O(log n), and nothing ever
-walks the live sessions.
+walks the live sessions. With ``max_sessions`` the dict is an ``OrderedDict`` in
+touch order, whose head is the session to evict: O(1) too.
+
+A million live sessions should cost the garbage collector a million objects, not
+more: a heap entry is a ``(deadline, id)`` tuple of two atoms, which CPython stops
+tracking, and a session holds no list, tuple or closure of its own (one hook is kept
+as is; the lifetime and heartbeat figures, when there are any, are a tuple of floats).
+An entry is its session's own while it is the very float the session holds in
+``_due``; an entry left behind by a destroyed session, whose id a new session may
+have taken since, is dropped when it comes due.
 
 Destruction is one atomic step, ACTIVE to DESTROYING, taken by whichever of
 ``destroy``, ``complete``, expiry, eviction or shutdown gets there first; the others
-find the session gone and get ``False``. The manager belongs to the event loop that
-runs it: use it from that loop's tasks.
+find the session gone and get ``False``. Hooks are called in order in the task that
+destroys; the first that returns an awaitable (an ``async def`` hook, or a plain
+function returning one) and every hook after it run shielded from cancellation, and
+on expiry in a task of their own. The manager belongs to the event loop that runs it:
+use it from that loop's tasks.
 """
 
 from __future__ import annotations
@@ -20,7 +32,9 @@ import heapq
 import inspect
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
@@ -40,13 +54,16 @@ from ._events import (
     check_bus,
     default_bus,
 )
-from ._guard import is_async_callable
 from ._waiters import wait_async
 
 logger = logging.getLogger("resilio")
 
 Hook = Callable[["Session"], Any]
-"""A destroy hook: ``(session) -> None``, or an ``async def`` taking the session."""
+"""A destroy hook: ``(session) -> None``, or ``(session) -> awaitable`` (an ``async def``)."""
+
+_Hooks = Hook | tuple[Hook, ...] | None  # a session's own: none, one, or several
+_Limits = tuple[float, float, float]  # (lifetime deadline, heartbeat span, last beat)
+_Rest = tuple[int, Awaitable[Any]]  # (index of the hook, the awaitable it returned)
 
 _INF = float("inf")
 
@@ -81,11 +98,9 @@ class Session:
     """
 
     __slots__ = (
-        "_beat_at",
-        "_heartbeat",
+        "_due",
         "_hooks",
-        "_lifetime",
-        "_missed",
+        "_limits",
         "created_at",
         "data",
         "id",
@@ -101,10 +116,8 @@ class Session:
         data: Any,
         now: float,
         ttl: float | None,
-        lifetime: float | None,
-        hooks: tuple[Hook, ...],
-        heartbeat: float | None,
-        missed: int,
+        hooks: _Hooks,
+        limits: _Limits | None,
     ) -> None:
         self.id = id
         self.data = data
@@ -112,21 +125,25 @@ class Session:
         self.ttl = ttl
         self.state = ACTIVE
         self.reason: str | None = None
-        self._lifetime = _INF if lifetime is None else now + lifetime
         self._hooks = hooks
-        self._heartbeat = heartbeat
-        self._missed = missed
-        self._beat_at = now
+        # None unless there is a max_lifetime or a heartbeat: most sessions need no
+        # more than the idle deadline, touched_at + ttl.
+        self._limits = limits
+        # The deadline of this session's heap entry, the entry's own float (None: none).
+        self._due: float | None = None
 
     def _deadline(self) -> tuple[float, str]:
         """The earliest deadline and the reason it would give."""
-        deadline, reason = self._lifetime, "lifetime"
-        if self.ttl is not None and self.touched_at + self.ttl < deadline:
-            deadline, reason = self.touched_at + self.ttl, "expired"
-        if self._heartbeat is not None:
-            beat = self._beat_at + self._heartbeat * self._missed
-            if beat < deadline:
-                deadline, reason = beat, "heartbeat"
+        ttl = self.ttl
+        limits = self._limits
+        if limits is None:
+            return (_INF, "expired") if ttl is None else (self.touched_at + ttl, "expired")
+        lifetime, span, beat_at = limits
+        deadline, reason = lifetime, "lifetime"
+        if ttl is not None and self.touched_at + ttl < deadline:
+            deadline, reason = self.touched_at + ttl, "expired"
+        if beat_at + span < deadline:
+            deadline, reason = beat_at + span, "heartbeat"
         return deadline, reason
 
     @property
@@ -134,9 +151,6 @@ class Session:
         """Clock time at which it expires if nothing happens first (``None``: never)."""
         deadline = self._deadline()[0]
         return None if deadline == _INF else deadline
-
-    def __lt__(self, other: Session) -> bool:  # heap tie-break between equal deadlines
-        return self.id < other.id
 
     def __repr__(self) -> str:
         return f"<Session {self.id!r} {self.state.value}>"
@@ -155,18 +169,22 @@ class SessionManager:
     every live session (reason ``"shutdown"``).
 
     Destroy hooks run in order (the session's own, then the manager-wide listeners
-    added with `on_destroy`), sync or async. A hook that raises, or an async hook
-    that runs past ``hook_timeout``, publishes
-    [`DestroyHookFailed`][resilio.DestroyHookFailed] and is logged; the other hooks
-    and the removal go on.
+    added with `on_destroy`). Each is called with the session and may return an
+    awaitable (an ``async def`` hook does), which is awaited, cancelled after
+    ``hook_timeout``. From the first hook that returns one, the hooks run shielded
+    from the cancellation of the task that destroys. A hook that raises, or runs
+    past ``hook_timeout``, publishes [`DestroyHookFailed`][resilio.DestroyHookFailed]
+    and is logged; the other hooks and the removal go on.
 
     Args:
-        idle_timeout: Seconds without a touch after which a session expires
-            (``None``: never); a session's own ``ttl`` overrides it.
-        max_lifetime: Seconds after creation after which a session expires anyway.
+        idle_timeout: Seconds (or a ``timedelta``) without a touch after which a
+            session expires (``None``: never); a session's own ``ttl`` overrides it.
+        max_lifetime: Seconds (or a ``timedelta``) after creation after which a
+            session expires anyway.
         max_sessions: The most live sessions; one more evicts the least recently
             touched (reason ``"evicted"``).
-        hook_timeout: Seconds an async destroy hook may run.
+        hook_timeout: Seconds (or a ``timedelta``) the awaitable of a destroy hook may
+            run.
         name: Appears in events and ``repr``.
         clock: Where time comes from.
         bus: Where events go; the process-wide [`default_bus`][resilio.default_bus]
@@ -177,6 +195,7 @@ class SessionManager:
         "__weakref__",
         "_armed",
         "_bus",
+        "_capacity",
         "_clock",
         "_closing",
         "_dead",
@@ -184,8 +203,8 @@ class SessionManager:
         "_hook_timeout",
         "_idle_timeout",
         "_listeners",
+        "_lru",
         "_max_lifetime",
-        "_max_sessions",
         "_name",
         "_now",
         "_sessions",
@@ -197,30 +216,37 @@ class SessionManager:
 
     def __init__(
         self,
-        idle_timeout: float | None = 300.0,
+        idle_timeout: float | timedelta | None = 300.0,
         *,
-        max_lifetime: float | None = None,
+        max_lifetime: float | timedelta | None = None,
         max_sessions: int | None = None,
-        hook_timeout: float = 10.0,
+        hook_timeout: float | timedelta = 10.0,
         name: str = "sessions",
         clock: Clock = SYSTEM_CLOCK,
         bus: EventBus | None = None,
     ) -> None:
         self._idle_timeout = _validate.optional_duration("idle_timeout", idle_timeout, gt=0)
         self._max_lifetime = _validate.optional_duration("max_lifetime", max_lifetime, gt=0)
-        self._max_sessions = (
-            None if max_sessions is None else _validate.integer("max_sessions", max_sessions, ge=1)
-        )
+        if max_sessions is not None:
+            max_sessions = _validate.integer("max_sessions", max_sessions, ge=1)
         self._hook_timeout = _validate.duration("hook_timeout", hook_timeout, gt=0)
         self._name = _validate.text("name", name)
         self._clock = check_clock(clock)
         self._now = clock.monotonic
         self._bus = default_bus() if bus is None else check_bus(bus)
-        # Insertion order is touch order: a touch moves a session to the end, so
-        # the least recently touched is always first (O(1) eviction).
-        self._sessions: dict[str, Session] = {}
-        self._heap: list[tuple[float, Session]] = []
-        self._listeners: list[Hook] = []
+        self._sessions: dict[str, Session]
+        # With max_sessions, the live sessions in touch order: a touch moves one to
+        # the end, an eviction pops the head (both O(1), whatever came and went).
+        # Without, order is of no use, and a plain dict is cheaper.
+        self._lru: OrderedDict[str, Session] | None = None
+        self._capacity = 0 if max_sessions is None else max_sessions
+        if max_sessions is None:
+            self._sessions = {}
+        else:
+            self._sessions = self._lru = OrderedDict()
+        self._heap: list[tuple[float, str]] = []
+        # id -> listener, in the order added; the id makes each removal its own
+        self._listeners: dict[object, Hook] = {}
         self._armed = _INF  # the deadline the timer sleeps until
         self._timer: AsyncWaker | None = None
         self._timer_scope: anyio.CancelScope | None = None
@@ -276,24 +302,25 @@ class SessionManager:
         self,
         data: Any = None,
         *,
-        ttl: float | None = None,
+        ttl: float | timedelta | None = None,
         on_destroy: Hook | Iterable[Hook] | None = None,
         id: str | None = None,
-        heartbeat: float | None = None,
+        heartbeat: float | timedelta | None = None,
         missed: int = 3,
     ) -> Session:
         """Create a live session.
 
         Args:
             data: Anything; kept on the session as ``data``.
-            ttl: This session's idle timeout, instead of the manager's.
-            on_destroy: A hook or a list of hooks ``(session) -> None`` (or async),
-                run in order when the session is destroyed, before the manager-wide
-                listeners.
+            ttl: This session's idle timeout in seconds (or a ``timedelta``), instead
+                of the manager's.
+            on_destroy: A hook or a list of hooks ``(session) -> None`` (or returning
+                an awaitable, as an ``async def`` does), run in order when the session
+                is destroyed, before the manager-wide listeners.
             id: The session's id; a fresh unguessable one by default.
             heartbeat: If given, the session must be sent `heartbeat` every this many
-                seconds; after ``missed`` intervals in a row without one it is
-                destroyed (reason ``"heartbeat"``).
+                seconds (or this ``timedelta``); after ``missed`` intervals in a row
+                without one it is destroyed (reason ``"heartbeat"``).
             missed: Intervals without a heartbeat that end the session.
 
         Raises:
@@ -315,17 +342,25 @@ class SessionManager:
             msg = f"'id' is taken by a live session: {id!r}"
             raise ValueError(msg)
         now = self._now()
-        session = Session(id, data, now, ttl, self._max_lifetime, hooks, heartbeat, missed)
+        if heartbeat is None and self._max_lifetime is None:
+            session = Session(id, data, now, ttl, hooks, None)
+            deadline = _INF if ttl is None else now + ttl
+        else:
+            lifetime = _INF if self._max_lifetime is None else now + self._max_lifetime
+            span = _INF if heartbeat is None else heartbeat * missed
+            session = Session(id, data, now, ttl, hooks, (lifetime, span, now))
+            deadline = session._deadline()[0]
         evicted = None
-        if self._max_sessions is not None and len(sessions) >= self._max_sessions:
-            evicted = next(iter(sessions.values()))
+        lru = self._lru
+        if lru is not None and len(lru) >= self._capacity:
+            evicted = lru.popitem(last=False)[1]  # the least recently touched
             self._claim(evicted, "evicted")
         # No await between the checks above and this insertion: concurrent creates
         # can neither exceed max_sessions nor take the same id twice.
         sessions[id] = session
-        deadline = session._deadline()[0]
         if deadline != _INF:
-            heapq.heappush(self._heap, (deadline, session))
+            session._due = deadline
+            heapq.heappush(self._heap, (deadline, id))
             if deadline < self._armed and self._timer is not None:
                 self._timer.wake()  # a nearer deadline: re-arm
         bus = self._bus
@@ -355,11 +390,11 @@ class SessionManager:
         Raises:
             SessionNotFound: no live session has this id.
         """
-        sessions = self._sessions
-        session = sessions.pop(session_id, None)
+        session = self._sessions.get(session_id)
         if session is None:
             raise SessionNotFound(session_id)
-        sessions[session_id] = session  # to the end: most recently touched
+        if self._lru is not None:
+            self._lru.move_to_end(session_id)  # most recently touched
         session.touched_at = self._now()
         return session
 
@@ -370,7 +405,9 @@ class SessionManager:
             SessionNotFound: no live session has this id.
         """
         session = self._live(session_id)
-        session._beat_at = self._now()
+        limits = session._limits
+        if limits is not None:
+            session._limits = (limits[0], limits[1], self._now())
         return session
 
     async def destroy(self, session_id: str, reason: str = "closed") -> bool:
@@ -428,14 +465,17 @@ class SessionManager:
     def on_destroy(self, listener: Hook) -> Callable[[], None]:
         """Call *listener* with every destroyed session, after the session's own hooks.
 
-        Returns a function that removes the listener.
+        A listener is a hook like those given to `create`: it may return an
+        awaitable. Returns a function that removes this registration of the
+        listener (the same listener added twice is called twice, and removed once
+        by each function); calling it again does nothing.
         """
         _validate.callable_("listener", listener)
-        self._listeners.append(listener)
+        key = object()
+        self._listeners[key] = listener
 
         def remove() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            self._listeners.pop(key, None)
 
         return remove
 
@@ -453,15 +493,21 @@ class SessionManager:
             return False
         session.state = DESTROYING
         session.reason = reason
-        if self._sessions.get(session.id) is session:
-            del self._sessions[session.id]
-        self._dead += 1
-        if self._dead > 64 and self._dead > len(self._sessions):
-            # Entries of sessions destroyed before their deadline would keep them
-            # (and their data) alive until it: drop them. Amortised O(1) per destroy.
-            self._heap = [entry for entry in self._heap if entry[1].state is ACTIVE]
-            heapq.heapify(self._heap)
-            self._dead = 0
+        self._sessions.pop(session.id, None)  # (an eviction has taken it out already)
+        if session._due is not None:
+            session._due = None  # its heap entry is now left behind: dropped when due
+            self._dead += 1
+            if self._dead > 64 and self._dead > len(self._sessions):
+                # Left-behind entries would pile up if sessions end long before their
+                # deadlines: drop them all. Amortised O(1) per destroy.
+                sessions = self._sessions
+                self._heap = [
+                    entry
+                    for entry in self._heap
+                    if (live := sessions.get(entry[1])) is not None and live._due is entry[0]
+                ]
+                heapq.heapify(self._heap)
+                self._dead = 0
         return True
 
     async def _destroy(self, session: Session, reason: str) -> bool:
@@ -470,9 +516,72 @@ class SessionManager:
         await self._finish_hooks(session)
         return True
 
+    def _hooks_of(self, session: Session) -> tuple[Hook, ...]:
+        """The session's own hooks, then the listeners, as they are now."""
+        own = session._hooks
+        listeners = tuple(self._listeners.values()) if self._listeners else ()
+        if own is None:
+            return listeners
+        if isinstance(own, tuple):
+            return own + listeners if listeners else own
+        return (own, *listeners)
+
+    async def _finish_hooks(self, session: Session) -> None:
+        """Run the hooks of a claimed session in this task, and finish it."""
+        hooks = self._hooks_of(session)
+        rest = self._call_hooks(session, hooks, 0)
+        if rest is not None:
+            # Shielded: a caller cancelled mid-destroy must not leave the remaining
+            # hooks unrun and the session stuck in DESTROYING. Each awaitable is
+            # bounded by hook_timeout, so the shield cannot hold for ever. Plain
+            # hooks have nothing to cancel, so a destroy without an awaitable pays
+            # for no shield.
+            with anyio.CancelScope(shield=True):
+                await self._await_hooks(session, hooks, rest)
+
+    async def _finish_hooks_in_task(
+        self, session: Session, hooks: tuple[Hook, ...], rest: _Rest
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._await_hooks(session, hooks, rest)
+
+    def _call_hooks(self, session: Session, hooks: tuple[Hook, ...], start: int) -> _Rest | None:
+        """Call hooks from *start* on, up to the first that returns an awaitable.
+
+        Returns that hook's index and awaitable, or ``None`` once every hook has run
+        and the session is finished.
+        """
+        for index in range(start, len(hooks)):
+            try:
+                result = hooks[index](session)
+            except Exception as exc:
+                self._hook_failed(session, exc)
+                continue
+            if result is not None and inspect.isawaitable(result):
+                return index, result
+        self._finish(session)
+        return None
+
+    async def _await_hooks(
+        self, session: Session, hooks: tuple[Hook, ...], rest: _Rest | None
+    ) -> None:
+        """Await each hook's awaitable (bounded by hook_timeout), calling the next."""
+        while rest is not None:
+            index, awaitable = rest
+            try:
+                with move_on_after(self._clock, self._hook_timeout) as scope:
+                    await awaitable
+            except Exception as exc:
+                self._hook_failed(session, exc)
+            else:
+                if scope.cancelled_caught:
+                    error = TimeoutError(f"destroy hook {hooks[index]!r} timed out")
+                    self._hook_failed(session, error)
+            rest = self._call_hooks(session, hooks, index + 1)
+
     def _finish(self, session: Session) -> None:
         session.state = DESTROYED
-        session._hooks = ()
+        session._hooks = None
         bus = self._bus
         if bus.wants(SessionDestroyed):
             bus.publish(
@@ -483,23 +592,6 @@ class SessionManager:
                     reason=session.reason or "",
                 )
             )
-
-    async def _run_hook(self, hook: Hook, session: Session) -> None:
-        try:
-            if is_async_callable(hook):
-                with move_on_after(self._clock, self._hook_timeout) as scope:
-                    await hook(session)
-                if scope.cancelled_caught:
-                    self._hook_failed(session, TimeoutError(f"destroy hook {hook!r} timed out"))
-            else:
-                result = hook(session)
-                if result is not None and inspect.isawaitable(result):
-                    with move_on_after(self._clock, self._hook_timeout) as scope:
-                        await result
-                    if scope.cancelled_caught:
-                        self._hook_failed(session, TimeoutError(f"destroy hook {hook!r} timed out"))
-        except Exception as exc:
-            self._hook_failed(session, exc)
 
     def _hook_failed(self, session: Session, error: BaseException) -> None:
         logger.error(
@@ -531,72 +623,61 @@ class SessionManager:
 
     async def _expire_due(self) -> None:
         bus = self._bus
+        sessions = self._sessions
         handled = 0
         while self._heap:
             heap = self._heap  # (re-read: destroying may compact it)
             now = self._now()
-            deadline, session = heap[0]
+            deadline, session_id = heap[0]
             if deadline > now:
                 return
             heapq.heappop(heap)
-            if session.state is not ACTIVE:
+            session = sessions.get(session_id)
+            if session is None or session._due is not deadline:
+                # left behind by a session destroyed before its deadline (whose id
+                # a newer session may have taken since)
                 self._dead = max(0, self._dead - 1)
                 continue
             current, reason = session._deadline()
             if current > now:  # touched (or beat) since: back in, at its new deadline
-                heapq.heappush(heap, (current, session))
+                session._due = current
+                heapq.heappush(heap, (current, session_id))
                 continue
+            session._due = None  # (its entry is out of the heap: nothing left behind)
             if bus.wants(SessionExpired):
                 bus.publish(
                     SessionExpired(
                         source=self._name,
                         at=now,
-                        session_id=session.id,
+                        session_id=session_id,
                         reason=reason,
                         late=now - current,
                     )
                 )
             if not self._claim(session, reason):
                 continue
-            hooks = (*session._hooks, *self._listeners)
-            if _any_async(hooks):
-                # Async hooks get a task of their own: one slow hook must not delay
-                # the expiry of the sessions behind it.
+            hooks = self._hooks_of(session)
+            rest = self._call_hooks(session, hooks, 0)
+            if rest is not None:
+                # An awaitable gets a task of its own, with the hooks after it: one
+                # slow hook must not delay the expiry of the sessions behind it.
                 assert self._tasks is not None
-                self._tasks.start_soon(self._finish_hooks, session)
-            else:
-                await self._run_hooks(hooks, session)
+                self._tasks.start_soon(self._finish_hooks_in_task, session, hooks, rest)
             handled += 1
             if not handled % 1024:
                 await anyio.lowlevel.checkpoint()  # a flood of expiries: let others run
-
-    async def _finish_hooks(self, session: Session) -> None:
-        hooks = (*session._hooks, *self._listeners)
-        if not _any_async(hooks):
-            # Plain functions: nothing to cancel mid-hook, so no shield to pay for.
-            await self._run_hooks(hooks, session)
-            return
-        # Shielded: a caller cancelled mid-destroy must not leave the remaining hooks
-        # unrun and the session stuck in DESTROYING. Each async hook is bounded by
-        # hook_timeout, so the shield cannot hold for ever.
-        with anyio.CancelScope(shield=True):
-            await self._run_hooks(hooks, session)
-
-    async def _run_hooks(self, hooks: tuple[Hook, ...], session: Session) -> None:
-        for hook in hooks:
-            await self._run_hook(hook, session)
-        self._finish(session)
 
     def __repr__(self) -> str:
         state = "closed" if self._closing else "running" if self._started else "not started"
         return f"<SessionManager {self._name!r} {state}: {len(self._sessions)} live sessions>"
 
 
-def _hooks(name: str, value: Hook | Iterable[Hook] | None) -> tuple[Hook, ...]:
+def _hooks(name: str, value: Hook | Iterable[Hook] | None) -> _Hooks:
+    """One hook as it is (no tuple of its own per session), several as a tuple."""
     if value is None:
-        return ()
+        return None
     if callable(value):
-        return (value,)
+        return value
     try:
         hooks = tuple(value)
     except TypeError:
@@ -604,8 +685,4 @@ def _hooks(name: str, value: Hook | Iterable[Hook] | None) -> tuple[Hook, ...]:
         raise TypeError(msg) from None
     for hook in hooks:
         _validate.callable_(name, hook)
-    return hooks
-
-
-def _any_async(hooks: tuple[Hook, ...]) -> bool:
-    return any(is_async_callable(hook) for hook in hooks)
+    return hooks if hooks else None
