@@ -11,6 +11,7 @@ nothing sleeps in real time.
 from __future__ import annotations
 
 import collections
+import datetime
 import functools
 import gc
 import logging
@@ -228,6 +229,55 @@ class TestConfiguration:
                 await sessions.create(**options)
             assert len(sessions) == 0
             assert sessions._heap == []
+
+    @pytest.mark.parametrize(
+        ("options", "param"),
+        [
+            ({"idle_timeout": datetime.timedelta(0)}, "idle_timeout"),
+            ({"max_lifetime": datetime.timedelta(seconds=-1)}, "max_lifetime"),
+            ({"hook_timeout": datetime.timedelta(0)}, "hook_timeout"),
+        ],
+    )
+    def test_bad_timedelta_names_the_parameter(self, options: dict[str, Any], param: str) -> None:
+        """A timedelta is checked like the seconds it stands for."""
+        with pytest.raises(ValueError, match=f"'{param}'"):
+            SessionManager(**options)
+
+    @pytest.mark.anyio
+    async def test_durations_take_timedelta(
+        self, make: Callable[..., SessionManager], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """idle_timeout, max_lifetime, hook_timeout, ttl and heartbeat all take a timedelta."""
+        seconds = datetime.timedelta(seconds=1)
+
+        async def hang(session: Session) -> None:
+            await anyio.sleep_forever()
+
+        async with make(
+            idle_timeout=10 * seconds, max_lifetime=60 * seconds, hook_timeout=3 * seconds
+        ) as sessions:
+            idle = await sessions.create()
+            ttl = await sessions.create(ttl=2 * seconds)
+            beat = await sessions.create(heartbeat=1.5 * seconds, missed=2)
+            assert (idle.ttl, idle.deadline) == (10, 10)
+            assert (ttl.ttl, ttl.deadline) == (2, 2)
+            assert beat.deadline == 3
+            for _ in range(6):
+                await advance(clock, 9)
+                await sessions.touch(idle.id)
+            assert idle.deadline == 60  # max_lifetime
+            assert (ttl.reason, beat.reason) == ("expired", "heartbeat")
+            slow = await sessions.create(on_destroy=hang)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sessions.destroy, slow.id)
+                await anyio.wait_all_tasks_blocked()
+                await advance(clock, 3 - EPS)
+                assert slow.state is SessionState.DESTROYING
+                await advance(clock, EPS)  # hook_timeout
+            assert slow.state is SessionState.DESTROYED
+            await advance(clock, 6)
+            assert idle.reason == "lifetime"
+        assert isinstance(of_type(events, DestroyHookFailed)[0].error, TimeoutError)
 
     @pytest.mark.anyio
     async def test_non_callable_on_destroy(self, make: Callable[..., SessionManager]) -> None:
@@ -832,6 +882,50 @@ class TestHooks:
         assert recorder.calls == [("L", a.id), ("K", a.id), ("K", b.id)]
 
     @pytest.mark.anyio
+    async def test_each_remover_removes_its_own_registration_once(
+        self, make: Callable[..., SessionManager]
+    ) -> None:
+        """With one listener added twice, each remover takes away one registration, once."""
+        recorder = Recorder()
+        listener = recorder.sync("L")
+        async with make() as sessions:
+            first = sessions.on_destroy(listener)
+            sessions.on_destroy(recorder.sync("K"))
+            second = sessions.on_destroy(listener)
+            a = await sessions.create()
+            await sessions.destroy(a.id)
+            first()
+            first()  # harmless: the second registration stays
+            b = await sessions.create()
+            await sessions.destroy(b.id)
+            second()
+            second()
+            c = await sessions.create()
+            await sessions.destroy(c.id)
+        assert recorder.calls == [
+            ("L", a.id),
+            ("K", a.id),
+            ("L", a.id),
+            ("K", b.id),
+            ("L", b.id),
+            ("K", c.id),
+        ]
+
+    @pytest.mark.anyio
+    async def test_listener_removed_by_a_hook_still_sees_that_session(
+        self, make: Callable[..., SessionManager]
+    ) -> None:
+        """The listeners of a destroy are those added when it starts."""
+        recorder = Recorder()
+        async with make() as sessions:
+            remove = sessions.on_destroy(recorder.sync("L"))
+            a = await sessions.create(on_destroy=lambda s: remove())
+            await sessions.destroy(a.id)
+            b = await sessions.create()
+            await sessions.destroy(b.id)
+        assert recorder.calls == [("L", a.id)]
+
+    @pytest.mark.anyio
     async def test_listeners_see_every_reason(
         self, make: Callable[..., SessionManager], clock: ManualClock
     ) -> None:
@@ -863,6 +957,40 @@ class TestHooks:
             session = await sessions.create(on_destroy=returns_awaitable)
             await sessions.destroy(session.id)
         assert recorder.calls == [("inner", session.id)]
+
+    @pytest.mark.parametrize("where", ["hook", "listener"])
+    @pytest.mark.anyio
+    async def test_returned_awaitable_on_expiry_runs_in_a_task_of_its_own(
+        self, make: Callable[..., SessionManager], clock: ManualClock, where: str
+    ) -> None:
+        """A plain hook returning an awaitable does not hold the timer: later sessions expire."""
+        recorder = Recorder()
+        gate = anyio.Event()
+
+        async def slow(session: Session) -> None:
+            await gate.wait()
+            recorder.calls.append(("slow", session.id))
+
+        def returns_awaitable(session: Session) -> Awaitable[None]:
+            return slow(session)
+
+        async with make(hook_timeout=100) as sessions:
+            if where == "listener":
+                sessions.on_destroy(lambda s: returns_awaitable(s) if s.data == "a" else None)
+                hooks: list[Callable[[Session], Any]] = [recorder.sync("first")]
+            else:
+                hooks = [recorder.sync("first"), returns_awaitable, recorder.sync("after")]
+            a = await sessions.create("a", ttl=1, on_destroy=hooks)
+            b = await sessions.create("b", ttl=2, on_destroy=recorder.sync("b"))
+            await advance(clock, 1)
+            assert a.state is SessionState.DESTROYING
+            await advance(clock, 1)
+            assert b.state is SessionState.DESTROYED
+            gate.set()
+            await anyio.wait_all_tasks_blocked()
+            assert a.state is SessionState.DESTROYED
+        expected = ["first", "b", "slow"] + (["after"] if where == "hook" else [])
+        assert recorder.names() == expected
 
     @pytest.mark.anyio
     async def test_async_partials_and_callable_objects(
@@ -1162,6 +1290,142 @@ class TestEviction:
         assert made[0].state is SessionState.DESTROYED
 
 
+class CountingLRU(collections.OrderedDict[str, Session]):
+    """The manager's touch-ordered dict, counting how each operation reaches it."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.heads = 0  # popitem(last=False): unlink the head entry
+        self.moves = 0  # move_to_end: unlink one entry, link it at the end
+        self.walks = 0  # anything that iterates over entries
+
+    def popitem(self, last: bool = True) -> tuple[str, Session]:
+        assert last is False
+        self.heads += 1
+        return super().popitem(last=False)
+
+    def move_to_end(self, key: str, last: bool = True) -> None:
+        self.moves += 1
+        super().move_to_end(key, last)
+
+    def __iter__(self) -> Any:
+        self.walks += 1
+        return super().__iter__()
+
+    def keys(self) -> Any:
+        self.walks += 1
+        return super().keys()
+
+    def values(self) -> Any:
+        self.walks += 1
+        return super().values()
+
+    def items(self) -> Any:
+        self.walks += 1
+        return super().items()
+
+
+class TestEvictionCost:
+    @pytest.mark.anyio
+    async def test_eviction_unlinks_the_head_and_walks_nothing(
+        self, make: Callable[..., SessionManager]
+    ) -> None:
+        """Each evicting create takes one entry off the head; each touch moves one entry.
+
+        The live sessions sit in an OrderedDict in touch order, whose head is reached
+        through its links in O(1); a plain dict's first entry lies past every slot
+        emptied since its last resize, so finding it walks O(max_sessions) of them.
+        """
+        evicted: list[str] = []
+        async with make(max_sessions=1000, idle_timeout=None) as sessions:
+            sessions.on_destroy(lambda s: evicted.append(s.id))
+            live = [(await sessions.create()).id for _ in range(1000)]
+            lru = CountingLRU(sessions._sessions)
+            sessions._sessions = sessions._lru = lru
+            for i in range(5000):
+                await sessions.touch(live[i * 7919 % 1000])
+                new = await sessions.create()
+                live.remove(evicted[-1])
+                live.append(new.id)
+            assert (lru.heads, lru.moves, lru.walks) == (5000, 5000, 0)
+            assert len(evicted) == 5000
+
+    @pytest.mark.parametrize("seed", range(20))
+    @pytest.mark.anyio
+    async def test_evictions_follow_a_model_of_touch_order(
+        self, make: Callable[..., SessionManager], seed: int
+    ) -> None:
+        """Random creates, touches and destroys evict exactly who a list in touch order says."""
+        rng = random.Random(seed)
+        model: list[str] = []  # least recently touched first
+        evicted: list[str] = []
+        async with make(max_sessions=5, idle_timeout=None) as sessions:
+            sessions.on_destroy(lambda s: evicted.append(s.id) if s.reason == "evicted" else None)
+            for step in range(300):
+                op = rng.choice(["create", "create", "touch", "destroy"])
+                if op == "create" or not model:
+                    expected = model.pop(0) if len(model) == 5 else None
+                    before = len(evicted)
+                    model.append((await sessions.create(id=f"s{step}")).id)
+                    assert evicted[before:] == ([expected] if expected else []), (seed, step)
+                elif op == "touch":
+                    target = rng.choice(model)
+                    await sessions.touch(target)
+                    model.remove(target)
+                    model.append(target)
+                else:
+                    target = rng.choice(model)
+                    assert await sessions.destroy(target)
+                    model.remove(target)
+                assert list(sessions._sessions) == model, (seed, step)
+
+
+class TestCollector:
+    @pytest.mark.anyio
+    async def test_one_tracked_object_per_session(
+        self, make: Callable[..., SessionManager]
+    ) -> None:
+        """The collector tracks the session and nothing else of its own.
+
+        Heap entries are (deadline, id) tuples of atoms, which CPython stops tracking;
+        a session holds no tuple, list or closure of its own (one hook is held as is).
+        """
+
+        def hook(session: Session) -> None:
+            pass
+
+        async with make(max_lifetime=100) as sessions:
+            made = [await sessions.create(on_destroy=hook) for _ in range(100)]
+            made += [await sessions.create(heartbeat=1) for _ in range(100)]
+            gc.collect()
+            assert len(sessions._heap) == 200
+            assert not any(gc.is_tracked(entry) for entry in sessions._heap)
+            shared = {id(hook), id(SessionState.ACTIVE), id(Session)}
+            for session in made:
+                assert {id(r) for r in gc.get_referents(session) if gc.is_tracked(r)} <= shared
+
+    @pytest.mark.anyio
+    async def test_reused_ids_do_not_pile_up_heap_entries(
+        self, make: Callable[..., SessionManager], clock: ManualClock
+    ) -> None:
+        """An entry left behind by a destroyed session is never taken for a newer one's."""
+        recorder = Recorder()
+        async with make(idle_timeout=10) as sessions:
+            for _ in range(1000):  # all at one instant: equal ids, times and deadlines
+                await sessions.destroy((await sessions.create(id="x")).id)
+            last = await sessions.create(id="x", on_destroy=recorder.sync("x"))
+            assert len(sessions._heap) <= 66
+            await advance(clock, 5)
+            await sessions.touch("x")
+            await advance(clock, 5)  # the left-behind entries come due: dropped
+            assert last.state is SessionState.ACTIVE
+            assert len(sessions._heap) == 1
+            await advance(clock, 5)
+            assert last.reason == "expired"
+            assert not sessions._heap
+        assert recorder.calls == [("x", "x")]
+
+
 class TestDestroyMany:
     @pytest.mark.anyio
     async def test_counts_and_skips(self, make: Callable[..., SessionManager]) -> None:
@@ -1349,6 +1613,57 @@ class TestCancellation:
             assert session.state is SessionState.DESTROYED
             assert recorder.names() == ["gated", "after"]
         assert [e.reason for e in of_type(events, SessionDestroyed)] == ["closed"]
+
+    @pytest.mark.parametrize("where", ["hook", "listener"])
+    @pytest.mark.anyio
+    async def test_cancelled_destroy_finishes_after_a_returned_awaitable(
+        self, make: Callable[..., SessionManager], events: list[Event], where: str
+    ) -> None:
+        """A plain hook's awaitable is shielded like an async hook: the rest still run."""
+        recorder = Recorder()
+        gate = anyio.Event()
+
+        async def gated() -> None:
+            await gate.wait()
+            await anyio.lowlevel.checkpoint()
+            recorder.calls.append(("gated", ""))
+
+        def returns_awaitable(session: Session) -> Awaitable[None]:
+            return gated()
+
+        async with anyio.create_task_group() as outer, make() as sessions:
+            if where == "listener":
+                sessions.on_destroy(returns_awaitable)
+                sessions.on_destroy(recorder.sync("after"))
+                session = await sessions.create(on_destroy=recorder.sync("before"))
+            else:
+                session = await sessions.create(
+                    on_destroy=[recorder.sync("before"), returns_awaitable, recorder.sync("after")]
+                )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sessions.destroy, session.id)
+                await anyio.wait_all_tasks_blocked()
+                assert session.state is SessionState.DESTROYING
+                outer.start_soon(release_when_blocked, gate)
+                tg.cancel_scope.cancel()
+            assert session.state is SessionState.DESTROYED
+            assert recorder.names() == ["before", "gated", "after"]
+        assert [e.reason for e in of_type(events, SessionDestroyed)] == ["closed"]
+        assert of_type(events, DestroyHookFailed) == []
+
+    @pytest.mark.anyio
+    async def test_plain_hooks_only_destroy_without_checkpoint(
+        self, make: Callable[..., SessionManager]
+    ) -> None:
+        """Hooks that return None run with no shield and no checkpoint: a destroy is sync."""
+        recorder = Recorder()
+        async with make() as sessions:
+            session = await sessions.create(on_destroy=[recorder.sync("a"), recorder.sync("b")])
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                assert await sessions.destroy(session.id) is True
+            assert session.state is SessionState.DESTROYED
+        assert recorder.names() == ["a", "b"]
 
     @pytest.mark.anyio
     async def test_cancelled_destroy_is_still_bounded_by_hook_timeout(
