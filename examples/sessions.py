@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 
 import anyio
 import anyio.lowlevel
@@ -211,13 +212,14 @@ async def destroy_many(sessions: SessionManager) -> None:
 
     remove = sessions.on_destroy(audit)
     count = await sessions.destroy_many(["grace", "ivan", "nobody"], concurrency=2)
-    remove()
+    remove()  # takes away this registration of audit
+    remove()  # and a second call does nothing
     print(f"  destroyed {count} (unknown ids are skipped); slots: {slots}")
 
 
 async def main() -> None:
     async with SessionManager(
-        idle_timeout=60, max_sessions=2, name="models", clock=clock, bus=bus
+        idle_timeout=timedelta(minutes=1), max_sessions=2, name="models", clock=clock, bus=bus
     ) as sessions:
         await idle_expiry(sessions)
         await complete(sessions)
