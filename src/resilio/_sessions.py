@@ -8,13 +8,15 @@ computed afresh, and an entry that turns out early is pushed back with the new o
 walks the live sessions. With ``max_sessions`` the dict is an ``OrderedDict`` in
 touch order, whose head is the session to evict: O(1) too.
 
-A million live sessions should cost the garbage collector a million objects, not
-more: a heap entry is a ``(deadline, id)`` tuple of two atoms, which CPython stops
-tracking, and a session holds no list, tuple or closure of its own (one hook is kept
-as is; the lifetime and heartbeat figures, when there are any, are a tuple of floats).
-An entry is its session's own while it is the very float the session holds in
-``_due``; an entry left behind by a destroyed session, whose id a new session may
-have taken since, is dropped when it comes due.
+A million live sessions should cost the garbage collector a million objects, walked
+in order: a heap entry is a ``(deadline, id)`` tuple of two atoms, which CPython stops
+tracking; a session holds no list, tuple or closure of its own (one hook is kept as
+is; the lifetime and heartbeat figures, when there are any, are a tuple of floats);
+and sessions are made in batches that sit side by side in memory. An entry belongs
+to its session while its deadline is the very float object the session holds in
+``_due`` (a deadline is always a fresh float, computed for that session); an entry
+left behind by a destroyed session, whose id a newer session may have taken since,
+is dropped when it comes due.
 
 Destruction is one atomic step, ACTIVE to DESTROYING, taken by whichever of
 ``destroy``, ``complete``, expiry, eviction or shutdown gets there first; the others
