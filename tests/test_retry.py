@@ -16,10 +16,12 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
 
 import anyio
 import anyio.lowlevel
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,6 +30,7 @@ from resilio import (
     Attempt,
     CircuitBreaker,
     CircuitOpenError,
+    CircuitState,
     Event,
     EventBus,
     ManualClock,
@@ -37,6 +40,7 @@ from resilio import (
     RetryExhausted,
     RetryRefused,
     RetryScheduled,
+    compose,
     default_bus,
     retry,
 )
@@ -268,23 +272,25 @@ class TestSchedule:
         attempts=st.integers(1, 12),
         base=st.floats(0, 10),
         multiplier=st.floats(1, 4),
-        cap=st.floats(0, 20),
+        headroom=st.floats(0, 10),
         jitter=st.sampled_from(JITTERS),
         hint=st.none() | st.floats(0, 50),
         seed=st.integers(0, 1000),
     )
-    def test_every_delay_is_within_max_delay_or_the_hint(
+    def test_every_delay_is_within_max_delay_or_the_spread_hint(
         self,
         *,
         attempts: int,
         base: float,
         multiplier: float,
-        cap: float,
+        headroom: float,
         jitter: Jitter,
         hint: float | None,
         seed: int,
     ) -> None:
-        """Every delay is in [0, max(max_delay, hint)] and never below the hint."""
+        """Every delay is within max_delay or within 10 % above the hint, never below the
+        hint; a hint over max_delay ends the retrying before any sleep."""
+        cap = base + headroom
         clock, bus = ManualClock(), EventBus()
         seen: list[RetryScheduled] = []
         bus.subscribe(RetryScheduled, seen.append)
@@ -298,11 +304,15 @@ class TestSchedule:
             clock=clock,
             bus=bus,
         )
+        script = Script(Hinted(hint))
         with pytest.raises(Hinted):
-            policy.call(Script(Hinted(hint)))
+            policy.call(script)
+        if hint is not None and hint > cap:
+            assert (script.calls, seen, clock.monotonic()) == (1, [], 0.0)
+            return
         assert len(seen) == attempts - 1
         for event in seen:
-            assert 0.0 <= event.delay <= max(cap, hint or 0.0)
+            assert 0.0 <= event.delay <= max(cap, (hint or 0.0) * 1.1)
             if hint is not None:
                 assert event.delay >= hint
         assert clock.monotonic() == pytest.approx(sum(e.delay for e in seen))
@@ -495,6 +505,16 @@ class TestPredicates:
         assert script.calls == 1
 
 
+def reasons(events: list[Event]) -> list[str | None]:
+    """The reason of each RetryExhausted published, where the event carries one."""
+    return [getattr(e, "reason", None) for e in exhausted(events)]
+
+
+needs_reason = pytest.mark.skipif(
+    "reason" not in attrs.fields_dict(RetryExhausted), reason="RetryExhausted has no reason"
+)
+
+
 class TestRetryAfter:
     @pytest.mark.parametrize(
         "error",
@@ -515,9 +535,65 @@ class TestRetryAfter:
     ) -> None:
         """An exception with retry_after is not retried sooner than the hint."""
         script = Script(error, "ok")
-        assert make(base_delay=0.5).call(script) == "ok"
+        assert make(base_delay=0.5, random=lambda: 0.0).call(script) == "ok"
         assert [e.delay for e in scheduled(events)] == [5.0]
         assert clock.monotonic() == 5.0
+
+    @pytest.mark.parametrize(("draw", "delay"), [(0.0, 4.0), (0.5, 4.2), (0.999, 4.3996)])
+    def test_a_used_hint_is_spread_by_up_to_ten_percent(
+        self, make: Callable[..., Retry], events: list[Event], draw: float, delay: float
+    ) -> None:
+        """A hint that is waited out gets a random extra of up to 10 % of itself."""
+        script = Script(Hinted(4.0), "ok")
+        assert make(base_delay=0.5, random=lambda: draw).call(script) == "ok"
+        assert [e.delay for e in scheduled(events)] == [pytest.approx(delay)]
+
+    def test_the_spread_comes_from_the_policy_random(
+        self, make: Callable[..., Retry], events: list[Event]
+    ) -> None:
+        """The spread draws from random=, so a seeded source gives exact sleeps."""
+        draws = random.Random(3)
+        script = Script(Hinted(2.0), Hinted(2.0), "ok")
+        assert make(base_delay=0.5, random=random.Random(3).random).call(script) == "ok"
+        expected = [2.0 + 0.2 * draws.random() for _ in range(2)]
+        assert [e.delay for e in scheduled(events)] == expected
+
+    def test_thirty_callers_told_the_same_moment_get_distinct_sleeps(
+        self, clock: ManualClock, bus: EventBus, events: list[Event]
+    ) -> None:
+        """Thirty calls rejected with the same retry_after come back at thirty moments,
+        all within 10 % after it, instead of all at once."""
+        policy = Retry(jitter=None, random=random.Random(30).random, clock=clock, bus=bus)
+        for _ in range(30):
+            assert policy.call(Script(RateLimitExceeded("bucket", 2.0), "ok")) == "ok"
+        sleeps = [e.delay for e in scheduled(events)]
+        assert len(sleeps) == len(set(sleeps)) == 30
+        assert all(2.0 <= sleep < 2.2 for sleep in sleeps)
+        assert max(sleeps) - min(sleeps) > 0.1
+
+    @pytest.mark.anyio
+    async def test_thirty_concurrent_callers_wake_apart(
+        self, clock: ManualClock, bus: EventBus, events: list[Event]
+    ) -> None:
+        """Thirty tasks told the same moment by one rejection each wake at their own moment."""
+        policy = Retry(jitter=None, random=random.Random(31).random, clock=clock, bus=bus)
+        woke: list[float] = []
+
+        async def caller() -> None:
+            script = Script(CircuitOpenError("cb", 1.0), "ok")
+            assert await policy.call_async(script.acall) == "ok"
+            woke.append(clock.monotonic())
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for _ in range(30):
+                    tg.start_soon(caller)
+                await anyio.wait_all_tasks_blocked()
+                while len(woke) < 30:
+                    clock.advance(0.001)
+                    await anyio.wait_all_tasks_blocked()
+        assert len({round(t, 3) for t in woke}) > 20
+        assert all(1.0 <= t <= 1.101 for t in woke)
 
     def test_a_hint_shorter_than_the_backoff_is_ignored(
         self, make: Callable[..., Retry], clock: ManualClock, events: list[Event]
@@ -537,15 +613,41 @@ class TestRetryAfter:
         assert [e.delay for e in scheduled(events)] == [1.0, 1.0, 1.0]
 
     @pytest.mark.parametrize(
-        "hint", [None, "5", -3.0, math.nan], ids=["none", "string", "negative", "nan"]
+        "hint",
+        [None, "5", b"5", -3.0, -math.inf, math.nan, math.inf, True, False, timedelta(seconds=5)],
+        ids=[
+            "none",
+            "string",
+            "bytes",
+            "negative",
+            "minus-inf",
+            "nan",
+            "inf",
+            "true",
+            "false",
+            "timedelta",
+        ],
     )
     def test_unusable_hints_are_ignored(
-        self, make: Callable[..., Retry], events: list[Event], hint: Any
+        self, make: Callable[..., Retry], clock: ManualClock, events: list[Event], hint: Any
     ) -> None:
-        """A retry_after that is None, not a number, negative or NaN leaves the backoff alone."""
-        script = Script(Hinted(hint), "ok")
+        """Only a finite number >= 0 is a hint: anything else leaves the backoff alone and
+        never reaches the clock."""
+        script = Script(Hinted(hint), Hinted(hint), "ok")
         assert make(base_delay=0.5).call(script) == "ok"
-        assert [e.delay for e in scheduled(events)] == [0.5]
+        assert [e.delay for e in scheduled(events)] == [0.5, 1.0]
+        assert clock.monotonic() == 1.5
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("hint", [math.inf, math.nan, True, "30"], ids=repr)
+    async def test_async_unusable_hints_never_sleep_forever(
+        self, make: Callable[..., Retry], clock: ManualClock, events: list[Event], hint: Any
+    ) -> None:
+        """On the async path too an unusable hint is no hint: the backoff is slept."""
+        script = Script(Hinted(hint), "ok")
+        policy = make(base_delay=0.25)
+        assert await drive(clock, lambda: policy.call_async(script.acall)) == "ok"
+        assert [e.delay for e in scheduled(events)] == [0.25]
 
     def test_circuit_open_error_without_hint(
         self, make: Callable[..., Retry], events: list[Event]
@@ -555,17 +657,79 @@ class TestRetryAfter:
         assert make(base_delay=0.5).call(script) == "ok"
         assert [e.delay for e in scheduled(events)] == [0.5]
 
+    @pytest.mark.parametrize("hint", [10.001, 30.0, 10**400], ids=["just-over", "30s", "huge-int"])
+    def test_a_hint_over_max_delay_ends_the_retrying(
+        self, make: Callable[..., Retry], clock: ManualClock, events: list[Event], hint: Any
+    ) -> None:
+        """A hint longer than max_delay re-raises the rejection at once, without a sleep,
+        after a RetryExhausted."""
+        script = Script(Hinted(hint), "ok")
+        with pytest.raises(Hinted) as info:
+            make(base_delay=0.5, max_delay=10.0).call(script)
+        assert info.value is script.raised[0]
+        assert info.value.__context__ is None
+        assert script.calls == 1
+        assert clock.monotonic() == 0.0
+        assert scheduled(events) == []
+        assert [(e.attempts, e.error) for e in exhausted(events)] == [(1, info.value)]
+
+    def test_a_hint_equal_to_max_delay_is_waited_out(
+        self, make: Callable[..., Retry], events: list[Event]
+    ) -> None:
+        """A hint of exactly max_delay is used, spread and all."""
+        script = Script(Hinted(10.0), "ok")
+        assert make(max_delay=10.0, random=lambda: 0.5).call(script) == "ok"
+        assert [e.delay for e in scheduled(events)] == [10.5]
+
+    def test_a_hint_over_max_delay_on_a_later_try(
+        self, make: Callable[..., Retry], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """The rule applies to every try: a long hint after two plain failures ends it there."""
+        script = Script(Boom, Boom, Hinted(60.0), "ok")
+        with pytest.raises(Hinted) as info:
+            make(base_delay=1.0, max_delay=10.0).call(script)
+        assert info.value is script.raised[-1]
+        assert script.calls == 3
+        assert clock.monotonic() == 3.0
+        assert [e.attempts for e in exhausted(events)] == [3]
+
+    @needs_reason
+    def test_exhausted_says_why(self, make: Callable[..., Retry], events: list[Event]) -> None:
+        """RetryExhausted's reason tells tries, timeout and the two hint rules apart."""
+        policy = make(attempts=2, base_delay=1.0, max_delay=5.0, timeout=4.0)
+        for error in (Boom, Hinted(6.0), Hinted(4.5), Hinted(2.0)):
+            with pytest.raises((Boom, Hinted)):
+                policy.call(Script(error))
+        with pytest.raises(Boom):
+            make(attempts=5, base_delay=3.0, max_delay=5.0, timeout=4.0).call(Script(Boom))
+        assert reasons(events) == [
+            "attempts",
+            "retry_after_over_max_delay",
+            "retry_after_past_timeout",
+            "attempts",
+            "timeout",
+        ]
+
     def test_a_hint_past_the_timeout_stops(
         self, make: Callable[..., Retry], clock: ManualClock, events: list[Event]
     ) -> None:
         """A hint that would end past the timeout means no retry; the rejection is raised."""
-        script = Script(RateLimitExceeded("bucket", 30.0), "ok")
+        script = Script(RateLimitExceeded("bucket", 8.0), "ok")
         with pytest.raises(RateLimitExceeded) as info:
-            make(base_delay=0.5, timeout=10.0).call(script)
+            make(base_delay=0.5, timeout=5.0).call(script)
         assert info.value is script.raised[0]
         assert script.calls == 1
         assert clock.monotonic() == 0.0
         assert [e.attempts for e in exhausted(events)] == [1]
+
+    def test_the_spread_stops_at_the_timeout(
+        self, make: Callable[..., Retry], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """A hint that fits the timeout is waited out, its spread cut short at the timeout."""
+        script = Script(Hinted(9.5), "ok")
+        assert make(base_delay=0.5, timeout=10.0, random=lambda: 0.9).call(script) == "ok"
+        assert [e.delay for e in scheduled(events)] == [10.0]
+        assert clock.monotonic() == 10.0
 
     def test_retrying_through_an_open_breaker(
         self, clock: ManualClock, bus: EventBus, events: list[Event]
@@ -573,12 +737,52 @@ class TestRetryAfter:
         """A retry around a breaker waits out the open timeout instead of hammering it."""
         breaker = CircuitBreaker(failure_threshold=1, open_timeout=5.0, clock=clock, bus=bus)
         script = Script(Boom, "ok")
-        policy = Retry(attempts=5, base_delay=0.5, jitter=None, clock=clock, bus=bus)
+        policy = Retry(
+            attempts=5, base_delay=0.5, jitter=None, random=lambda: 0.0, clock=clock, bus=bus
+        )
         assert policy.call(breaker.call, script) == "ok"
         assert script.calls == 2
         assert [e.delay for e in scheduled(events)] == [0.5, 4.5]
         assert isinstance(scheduled(events)[1].error, CircuitOpenError)
         assert clock.monotonic() == 5.0
+
+    def test_defaults_fail_fast_once_the_breaker_is_open(
+        self, clock: ManualClock, bus: EventBus
+    ) -> None:
+        """compose(Retry(), CircuitBreaker()) with every default, on a dependency that
+        always fails: once the breaker is open, calls raise CircuitOpenError at once."""
+        breaker = CircuitBreaker(clock=clock, bus=bus)
+        policy = compose(Retry(clock=clock, bus=bus), breaker)
+        script = Script(ConnectionError)
+        with pytest.raises((ConnectionError, CircuitOpenError)):
+            policy.call(script)
+        assert breaker.state is CircuitState.OPEN
+        tries, opened_at = script.calls, clock.monotonic()
+        assert opened_at < 2.0  # the backoff of the first call, nothing like open_timeout
+        for _ in range(3):
+            with pytest.raises(CircuitOpenError):
+                policy.call(script)
+            assert clock.monotonic() == opened_at
+        assert script.calls == tries
+
+    @pytest.mark.anyio
+    async def test_defaults_fail_fast_once_the_breaker_is_open_async(
+        self, clock: ManualClock, bus: EventBus
+    ) -> None:
+        """The same on the async path: no sleep is started once the breaker is open."""
+        breaker = CircuitBreaker(clock=clock, bus=bus)
+        policy = compose(Retry(clock=clock, bus=bus), breaker)
+        script = Script(ConnectionError)
+        with pytest.raises((ConnectionError, CircuitOpenError)):
+            await drive(clock, lambda: policy.call_async(script.acall), step=0.01)
+        assert breaker.state is CircuitState.OPEN
+        tries, opened_at = script.calls, clock.monotonic()
+        with anyio.fail_after(5):  # a sleep on the manual clock would never end
+            for _ in range(3):
+                with pytest.raises(CircuitOpenError):
+                    await policy.call_async(script.acall)
+        assert clock.monotonic() == opened_at
+        assert script.calls == tries
 
     @pytest.mark.anyio
     async def test_async_hint(
@@ -586,7 +790,7 @@ class TestRetryAfter:
     ) -> None:
         """The async path honours retry_after too."""
         script = Script(CircuitOpenError("cb", 3.0), "ok")
-        policy = make(base_delay=0.25)
+        policy = make(base_delay=0.25, random=lambda: 0.0)
         assert await drive(clock, lambda: policy.call_async(script.acall)) == "ok"
         assert [e.delay for e in scheduled(events)] == [3.0]
         assert clock.monotonic() == 3.0
@@ -1027,6 +1231,83 @@ class TestForms:
         with pytest.raises(TypeError):
             retry(gen)
 
+    def test_call_refuses_generator_functions(self, make: Callable[..., Retry]) -> None:
+        """policy.call(gen_fn) is a TypeError before anything is called."""
+        calls = 0
+
+        def gen() -> Iterator[int]:
+            nonlocal calls
+            calls += 1
+            yield 1
+
+        with pytest.raises(TypeError, match="generator"):
+            make().call(gen)
+        assert calls == 0
+
+    @pytest.mark.anyio
+    async def test_call_async_refuses_async_generator_functions(
+        self, make: Callable[..., Retry]
+    ) -> None:
+        """await policy.call_async(agen_fn) is a TypeError before anything is called."""
+
+        async def agen() -> AsyncIterator[int]:
+            yield 1
+
+        with pytest.raises(TypeError, match="generator"):
+            await make().call_async(agen)  # type: ignore[arg-type]
+
+    @pytest.mark.anyio
+    async def test_call_async_refuses_a_plain_function_before_calling_it(
+        self, make: Callable[..., Retry], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """await policy.call_async(sync_fn) is a TypeError naming call(), raised before the
+        first call: the function is never run, nothing sleeps, nothing is published."""
+        budget = RetryBudget(ratio=0, min_per_second=0, clock=clock)
+        script = Script("ok")
+        with pytest.raises(TypeError, match=r"not async: use call\(\)"):
+            await make(budget=budget).call_async(script)  # type: ignore[arg-type]
+        assert script.calls == 0
+        assert clock.monotonic() == 0.0
+        assert events == []
+        assert "0 first tries" in repr(budget)
+
+    @pytest.mark.anyio
+    async def test_call_async_takes_a_partial_of_an_async_function(
+        self, make: Callable[..., Retry], clock: ManualClock
+    ) -> None:
+        """A functools.partial of an async def is async, and accepted."""
+        script = Script(Boom, "ok")
+        policy = make(base_delay=0.5)
+        partial = functools.partial(script.acall, 1)
+        assert await drive(clock, lambda: policy.call_async(partial)) == "ok"
+        assert script.args == [((1,), {})] * 2
+
+    def test_call_refuses_an_async_function_before_calling_it(
+        self, make: Callable[..., Retry]
+    ) -> None:
+        """policy.call(async_fn) is a TypeError naming call_async(); nothing is called."""
+        script = Script("ok")
+        with pytest.raises(TypeError, match=r"is async: use call_async\(\)"):
+            make().call(script.acall)
+        assert script.calls == 0
+
+    def test_the_class_used_as_a_bare_decorator_says_to_call_it(self) -> None:
+        """@Retry without parentheses is a TypeError that says to write @Retry()."""
+        with pytest.raises(TypeError, match=r"use @Retry\(\)"):
+
+            @Retry  # type: ignore[arg-type]
+            def fetch() -> None:
+                pass
+
+    @pytest.mark.anyio
+    async def test_the_class_used_as_a_bare_decorator_on_async(self) -> None:
+        """@Retry without parentheses on an async def says the same."""
+        with pytest.raises(TypeError, match=r"use @Retry\(\)"):
+
+            @Retry  # type: ignore[arg-type]
+            async def fetch() -> None:
+                pass
+
     def test_non_callables_are_refused(self, make: Callable[..., Retry]) -> None:
         """Decorating something that is not callable is a TypeError."""
         with pytest.raises(TypeError):
@@ -1123,7 +1404,7 @@ class TestInline:
     def test_inline_retry_after(self, make: Callable[..., Retry], clock: ManualClock) -> None:
         """An inline loop honours retry_after too."""
         script = Script(CircuitOpenError("cb", 7.0), "ok")
-        for attempt in make(base_delay=0.5):
+        for attempt in make(base_delay=0.5, random=lambda: 0.0):
             with attempt:
                 script()
         assert clock.monotonic() == 7.0
@@ -1523,10 +1804,17 @@ BAD_CONFIGS: list[tuple[str, Any, type[Exception]]] = [
     ("timeout", -1.0, ValueError),
     ("timeout", math.nan, ValueError),
     ("timeout", "5", TypeError),
+    ("timeout", timedelta(0), ValueError),
+    ("timeout", timedelta(seconds=-1), ValueError),
+    ("base_delay", timedelta(seconds=-1), ValueError),
     ("on", 42, TypeError),
     ("on", "ValueError", TypeError),
     ("on", int, TypeError),
     ("on", (ValueError, 3), TypeError),
+    ("on", b"ValueError", TypeError),
+    ("on", (ValueError, "KeyError"), TypeError),
+    ("on", KeyboardInterrupt, ValueError),
+    ("on", (ValueError, SystemExit), ValueError),
     ("if_result", 3, TypeError),
     ("if_result", "truthy", TypeError),
     ("budget", 0.2, TypeError),
@@ -1570,11 +1858,53 @@ class TestConfiguration:
         assert repr(value) in str(info.value)
 
     @pytest.mark.parametrize(
+        ("base_delay", "max_delay"), [(1, 0.01), (0.5, 0), (timedelta(seconds=2), 1.5)]
+    )
+    def test_max_delay_below_base_delay_is_refused(
+        self, clock: ManualClock, base_delay: Any, max_delay: Any
+    ) -> None:
+        """max_delay < base_delay is a ValueError naming both parameters and both values."""
+        for build in (Retry, retry):
+            with pytest.raises(ValueError) as info:
+                build(base_delay=base_delay, max_delay=max_delay, clock=clock)
+            message = str(info.value)
+            for part in ("'max_delay'", "'base_delay'", repr(max_delay), repr(base_delay)):
+                assert part in message
+
+    def test_string_on_names_the_parameter_and_the_whole_value(self, clock: ManualClock) -> None:
+        """on="ConnectionError" names 'on' and the whole string, not its first character."""
+        with pytest.raises(TypeError) as info:
+            Retry(on="ConnectionError", clock=clock)  # type: ignore[arg-type]
+        assert "'on'" in str(info.value)
+        assert "'ConnectionError'" in str(info.value)
+
+    def test_durations_take_timedelta(
+        self, clock: ManualClock, bus: EventBus, events: list[Event]
+    ) -> None:
+        """base_delay, max_delay and timeout accept datetime.timedelta, as their seconds."""
+        policy = Retry(
+            attempts=10,
+            base_delay=timedelta(milliseconds=500),
+            max_delay=timedelta(seconds=1),
+            timeout=timedelta(seconds=2.5),
+            jitter=None,
+            clock=clock,
+            bus=bus,
+        )
+        with pytest.raises(Boom):
+            policy.call(Script(Boom))
+        assert [e.delay for e in scheduled(events)] == [0.5, 1.0, 1.0]
+        assert clock.monotonic() == 2.5
+        assert "0.5s x2 up to 1s" in repr(policy)
+        assert "timeout 2.5s" in repr(policy)
+
+    @pytest.mark.parametrize(
         "options",
         [
             {"attempts": 1},
             {"base_delay": 0},
-            {"max_delay": 0},
+            {"max_delay": 0, "base_delay": 0},
+            {"max_delay": 0.1},
             {"multiplier": 1},
             {"multiplier": 1.0},
             {"jitter": None},
@@ -1582,6 +1912,9 @@ class TestConfiguration:
             {"jitter": "decorrelated"},
             {"timeout": None},
             {"timeout": 1e-6},
+            {"timeout": timedelta(microseconds=1)},
+            {"base_delay": timedelta(0), "max_delay": timedelta(0)},
+            {"base_delay": 1, "max_delay": 1},
             {"on": ()},
             {"on": [ValueError]},
             {"on": BaseException},

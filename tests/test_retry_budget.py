@@ -1,5 +1,6 @@
 """RetryBudget on its own: deposits and withdrawals, the ratio, the min_per_second
-floor, expiry over a window kept in ten slices, thread safety, repr and configuration.
+floor, expiry over a window kept in ten slices, a reference model, thread safety, the
+cost of a deposit, repr and configuration.
 
 Time is a ManualClock throughout; nothing sleeps for real.
 """
@@ -7,10 +8,15 @@ Time is a ManualClock throughout; nothing sleeps for real.
 from __future__ import annotations
 
 import math
+import sys
 import threading
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from resilio import ManualClock, RetryBudget
 
@@ -221,6 +227,152 @@ class TestExpiry:
         assert withdraw_all(budget) == 1
 
 
+class Model:
+    """The budget as specified: every deposit and withdrawal stamped with its own time."""
+
+    def __init__(self, ratio: float, min_per_second: float, window: float) -> None:
+        self.ratio, self.floor, self.window = ratio, min_per_second, window
+        self.deposits: list[int] = []  # the slice of each first try
+        self.withdrawals: list[int] = []
+
+    def _live(self, stamps: list[int], now: float) -> int:
+        epoch = int(now // (self.window / RetryBudget.BUCKETS))
+        return sum(1 for stamp in stamps if epoch - stamp < RetryBudget.BUCKETS)
+
+    def slice(self, now: float) -> int:
+        return int(now // (self.window / RetryBudget.BUCKETS))
+
+    def available(self, now: float) -> float:
+        allowed = self.ratio * self._live(self.deposits, now) + self.floor * self.window
+        return max(0.0, allowed - self._live(self.withdrawals, now))
+
+    def try_withdraw(self, now: float) -> bool:
+        if self.available(now) < 1:
+            return False
+        self.withdrawals.append(self.slice(now))
+        return True
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("deposit"), st.integers(1, 40)),
+        st.tuples(st.just("withdraw"), st.integers(1, 5)),
+        st.tuples(st.just("advance"), st.floats(0, 4)),
+        st.tuples(st.just("available"), st.just(0)),
+    ),
+    max_size=60,
+)
+
+
+class TestModel:
+    @settings(max_examples=150, deadline=None)
+    @given(ops=operations, ratio=st.sampled_from([0.0, 0.2, 0.5, 1.0, 3.0]))
+    def test_quiet_traffic_matches_the_model_exactly(
+        self, ops: list[tuple[str, Any]], ratio: float
+    ) -> None:
+        """With fewer than 32 first tries per slice, every count is exactly the model's."""
+        clock = ManualClock()
+        budget = RetryBudget(ratio=ratio, min_per_second=0.5, window=10, clock=clock)
+        model = Model(ratio, 0.5, 10)
+        in_slice: dict[int, int] = {}
+        for op, arg in ops:
+            now = clock.monotonic()
+            if op == "deposit":
+                room = 31 - in_slice.get(model.slice(now), 0)
+                for _ in range(min(arg, room)):
+                    budget.deposit()
+                    model.deposits.append(model.slice(now))
+                    in_slice[model.slice(now)] = in_slice.get(model.slice(now), 0) + 1
+            elif op == "withdraw":
+                for _ in range(arg):
+                    assert budget.try_withdraw() == model.try_withdraw(now)
+            elif op == "advance":
+                clock.advance(arg)
+            assert budget.available == pytest.approx(model.available(clock.monotonic()))
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        ops=st.lists(
+            st.one_of(
+                st.tuples(st.just("deposit"), st.integers(1, 3_000)),
+                st.tuples(st.just("withdraw"), st.integers(1, 50)),
+                st.tuples(st.just("advance"), st.floats(0, 4)),
+            ),
+            max_size=40,
+        )
+    )
+    def test_heavy_traffic_errs_on_the_strict_side(self, ops: list[tuple[str, Any]]) -> None:
+        """With bursts of thousands of first tries the budget may count a few of them in
+        an earlier slice: it never allows more than the model, and never much less."""
+        clock = ManualClock()
+        budget = RetryBudget(ratio=0.5, min_per_second=0, window=10, clock=clock)
+        model = Model(0.5, 0, 10)
+        for op, arg in ops:
+            now = clock.monotonic()
+            if op == "deposit":
+                for _ in range(arg):
+                    budget.deposit()
+                model.deposits.extend([model.slice(now)] * arg)
+            elif op == "withdraw":
+                for _ in range(arg):
+                    if budget.try_withdraw():
+                        model.withdrawals.append(model.slice(now))
+            elif op == "advance":
+                clock.advance(arg)
+            now = clock.monotonic()
+            assert budget.available <= model.available(now) + 1e-9
+            live = model._live(model.deposits, now)
+            lost = RetryBudget._MAX_STRIDE + live / RetryBudget._SAMPLE
+            assert budget.available >= model.available(now) - 0.5 * lost - 1e-9
+
+    def test_a_burst_then_a_quiet_slice(self, clock: ManualClock) -> None:
+        """After a burst, the first tries of a later slice are timed by a read of the clock
+        at most _MAX_STRIDE first tries late; a withdrawal or a read times them at once."""
+        budget = RetryBudget(ratio=1, min_per_second=0, window=10, clock=clock)
+        deposit(budget, 100_000)
+        clock.advance(5)
+        deposit(budget, 3)
+        assert budget.available == 100_003.0
+        clock.advance(5)  # t=10: the burst leaves; the three may have been timed with it
+        assert 0.0 <= budget.available <= 3.0
+        deposit(budget, 2)
+        clock.advance(1)
+        assert budget.available >= 2.0
+
+
+class CountingClock(ManualClock):
+    """A ManualClock that counts how often it is read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def monotonic(self) -> float:
+        self.reads += 1
+        return super().monotonic()
+
+
+class TestCost:
+    def test_a_busy_slice_reads_the_clock_rarely(self) -> None:
+        """100,000 first tries in one slice read the clock a few hundred times, not
+        100,000, and take no lock (each deposit is one counter step)."""
+        clock = CountingClock()
+        budget = RetryBudget(ratio=1, min_per_second=0, clock=clock)
+        reads = clock.reads
+        deposit(budget, 100_000)
+        assert clock.reads - reads < 1_000
+        assert budget.available == 100_000.0
+
+    def test_a_quiet_service_reads_the_clock_on_every_deposit(self) -> None:
+        """Below 32 first tries in a slice, each deposit reads the clock, so each is timed
+        exactly."""
+        clock = CountingClock()
+        budget = RetryBudget(clock=clock)
+        reads = clock.reads
+        deposit(budget, 31)
+        assert clock.reads - reads == 31
+
+
 class TestThreads:
     def test_concurrent_withdrawals_never_overdraw(self, clock: ManualClock) -> None:
         """Eight threads racing for 300 retries get exactly 300 between them."""
@@ -244,6 +396,48 @@ class TestThreads:
         assert sum(taken) == 300
         assert budget.available == 0.0
 
+    def test_deposits_are_exact_while_the_clock_moves(
+        self, switching: None, clock: ManualClock
+    ) -> None:
+        """Eight threads deposit 20,000 first tries each while another thread moves the
+        clock through many slices of the window: not one deposit is lost or counted
+        twice, and withdrawals racing with them never overdraw."""
+        budget = RetryBudget(ratio=1, min_per_second=0, window=100, clock=clock)
+        barrier = threading.Barrier(10, timeout=10)
+        done = threading.Event()
+        taken = [0] * 8
+
+        def depositor(index: int) -> None:
+            barrier.wait()
+            for n in range(20_000):
+                budget.deposit()
+                if n % 1_000 == 0 and budget.try_withdraw():
+                    taken[index] += 1
+
+        def ticker() -> None:
+            barrier.wait()
+            while not done.is_set() and clock.monotonic() < 90:
+                clock.advance(0.01)
+
+        def reader() -> None:
+            barrier.wait()
+            while not done.is_set():
+                assert budget.available >= 0
+
+        threads = [threading.Thread(target=depositor, args=(i,)) for i in range(8)]
+        helpers = [threading.Thread(target=ticker), threading.Thread(target=reader)]
+        for thread in threads + helpers:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        done.set()
+        for thread in helpers:
+            thread.join(timeout=10)
+        assert not any(thread.is_alive() for thread in threads + helpers)
+        assert clock.monotonic() < 100  # nothing has left the window yet
+        assert f"{sum(taken)} retries for 160000 first tries" in repr(budget)
+        assert budget.available == 160_000.0 - sum(taken)
+
     def test_concurrent_deposits_are_all_counted(self, clock: ManualClock) -> None:
         """Deposits from many threads are never lost."""
         budget = RetryBudget(ratio=1, min_per_second=0, clock=clock)
@@ -259,6 +453,17 @@ class TestThreads:
         for thread in threads:
             thread.join(timeout=30)
         assert budget.available == 4_000.0
+
+
+@pytest.fixture
+def switching() -> Iterator[None]:
+    """Switch threads every few microseconds, so that races show up in a short test."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
 
 
 class TestRepr:
@@ -296,6 +501,12 @@ BAD_CONFIGS: list[tuple[str, Any, type[Exception]]] = [
     ("window", math.nan, ValueError),
     ("window", math.inf, ValueError),
     ("window", [10], TypeError),
+    ("window", 1e-320, ValueError),
+    ("window", 5e-324, ValueError),
+    ("window", 1e-310, ValueError),
+    ("window", 0.000999, ValueError),
+    ("window", timedelta(microseconds=999), ValueError),
+    ("window", timedelta(0), ValueError),
     ("clock", object(), TypeError),
     ("clock", None, TypeError),
 ]
@@ -309,7 +520,9 @@ class TestConfiguration:
         with pytest.raises(error, match=f"'{param}'"):
             RetryBudget(**options)
 
-    @pytest.mark.parametrize(("param", "value"), [("ratio", -1.5), ("window", 0)])
+    @pytest.mark.parametrize(
+        ("param", "value"), [("ratio", -1.5), ("window", 0), ("window", 1e-320)]
+    )
     def test_message_shows_the_value(self, param: str, value: Any) -> None:
         """The error message also shows the bad value."""
         with pytest.raises(ValueError) as info:
@@ -325,9 +538,30 @@ class TestConfiguration:
             {"min_per_second": 0},
             {"min_per_second": 0.001},
             {"window": 1e-3},
+            {"window": timedelta(milliseconds=1)},
             {"window": 3600},
+            {"window": 1e300},
         ],
     )
     def test_edge_values_are_accepted(self, options: dict[str, Any]) -> None:
         """Values on the edge of the valid range are accepted."""
         RetryBudget(clock=ManualClock(), **options)
+
+    def test_the_shortest_window_works(self, clock: ManualClock) -> None:
+        """A 1 ms window counts and expires like any other."""
+        budget = RetryBudget(ratio=1, min_per_second=0, window=0.001, clock=clock)
+        deposit(budget, 2)
+        assert withdraw_all(budget) == 2
+        clock.advance(0.001)
+        deposit(budget, 1)
+        assert withdraw_all(budget) == 1
+
+    def test_window_takes_a_timedelta(self, clock: ManualClock) -> None:
+        """window=timedelta(seconds=2) is a 2 s window."""
+        budget = RetryBudget(ratio=1, min_per_second=0, window=timedelta(seconds=2), clock=clock)
+        budget.deposit()
+        assert "in the last 2s" in repr(budget)
+        clock.advance(1.9)
+        assert budget.available == 1.0
+        clock.advance(0.15)
+        assert budget.available == 0.0

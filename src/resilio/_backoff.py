@@ -12,6 +12,10 @@ The delay before try ``k + 1`` (after try ``k`` failed, ``k >= 1``) is
   ``multiplier``;
 * ``None``: exactly the schedule.
 
+A ``retry_after`` hint that a policy waits out is spread too, by `spread`: a random
+extra of up to `HINT_SPREAD` (10 %) of the hint, never less than the hint, so that
+callers told the same moment do not all come back at that moment.
+
 Randomness comes from a ``random`` callable returning floats in [0, 1), so tests can
 pass a seeded ``random.Random(0).random`` and get exact sequences.
 """
@@ -23,6 +27,9 @@ from typing import Literal
 
 Jitter = Literal["full", "equal", "decorrelated"] | None
 JITTERS: tuple[Jitter, ...] = ("full", "equal", "decorrelated", None)
+
+HINT_SPREAD = 0.1
+"""The largest random extra added to a ``retry_after`` hint, as a fraction of the hint."""
 
 
 def exponential(attempt: int, base_delay: float, multiplier: float, max_delay: float) -> float:
@@ -58,6 +65,11 @@ def jittered(
     if jitter == "full":
         return random() * delay
     return delay / 2 + random() * delay / 2
+
+
+def spread(hint: float, random: Callable[[], float]) -> float:
+    """*hint* plus a random extra of up to `HINT_SPREAD` of itself: in ``[hint, 1.1 * hint)``."""
+    return hint + hint * HINT_SPREAD * random()
 
 
 def delays(

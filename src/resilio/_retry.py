@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
+import math
+import numbers
 import random as _random
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+import attrs
+
 from . import _validate
-from ._backoff import JITTERS, Jitter, jittered
+from ._backoff import JITTERS, Jitter, jittered, spread
 from ._clock import SYSTEM_CLOCK, Clock, check_clock
 from ._events import (
     EventBus,
@@ -44,21 +51,36 @@ class RetryBudget:
     nothing now. Share one budget between every policy that calls the same
     dependency, across threads and tasks alike.
 
+    A deposit is cheap: it takes no lock, and under heavy traffic it reads the clock
+    only once in many first tries (at most once in 32 of the current slice's, at
+    least once in 512). The first tries counted in between are given the slice of the
+    last reading, so a few made just as a slice begins may be counted in the slice
+    before and leave the window early: the budget then errs on the strict side, never
+    the generous one.
+
     Args:
         ratio: Retries allowed per first try, e.g. ``0.2`` for 20 %.
         min_per_second: Retries allowed per second whatever the traffic, so that a
             quiet service can still retry.
-        window: Seconds over which first tries and retries are counted.
+        window: Seconds over which first tries and retries are counted, at least
+            ``0.001``.
         clock: Where time comes from.
     """
 
     BUCKETS = 10
     """Slices the window is kept in; counts leave it a slice at a time."""
 
+    MIN_WINDOW = 0.001
+    """The shortest ``window``, in seconds."""
+
+    _SAMPLE = 32  # a deposit reads the clock once per this many of its slice's first tries
+    _MAX_STRIDE = 512  # ... and at least once per this many
+
     __slots__ = (
         "__weakref__",
         "_clock",
         "_deposits",
+        "_due",
         "_epoch",
         "_lock",
         "_min_per_second",
@@ -66,6 +88,8 @@ class RetryBudget:
         "_ratio",
         "_ring_deposits",
         "_ring_withdrawals",
+        "_tickets",
+        "_unfolded",
         "_width",
         "_window",
         "_withdrawals",
@@ -76,12 +100,12 @@ class RetryBudget:
         ratio: float = 0.2,
         min_per_second: float = 10.0,
         *,
-        window: float = 10.0,
+        window: float | timedelta = 10.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._ratio = _validate.number("ratio", ratio, ge=0)
         self._min_per_second = _validate.number("min_per_second", min_per_second, ge=0)
-        self._window = _validate.duration("window", window, gt=0)
+        self._window = _validate.duration("window", window, ge=self.MIN_WINDOW)
         self._clock = check_clock(clock)
         self._now = clock.monotonic
         self._lock = threading.Lock()
@@ -90,35 +114,62 @@ class RetryBudget:
         self._ring_withdrawals = [0] * self.BUCKETS
         self._deposits = self._withdrawals = 0
         self._epoch = int(self._now() // self._width)
+        # Deposits take tickets from one counter, without the lock: ``next()`` on an
+        # itertools.count is one atomic step under the GIL, so no deposit is lost. The
+        # tickets from ``_unfolded`` on are not in the ring yet; a deposit whose ticket
+        # reaches ``_due`` folds them in, reading the clock to know their slice.
+        self._tickets = itertools.count()
+        self._unfolded = 0
+        self._due = 0
 
-    def _advance(self) -> None:
+    def deposit(self) -> None:
+        """Count one first try."""
+        ticket = next(self._tickets)
+        if ticket >= self._due:
+            self._fold_due(ticket)
+
+    def _fold_due(self, ticket: int) -> None:
+        with self._lock:
+            self._fold(ticket)
+
+    def _fold(self, ticket: int | None) -> None:
+        """Bring the ring up to now and fold in the deposits not yet in it; lock held.
+
+        The deposits with tickets from *ticket* on (a deposit that found its ticket
+        due, and any taken since) are counted now. Those before it (every one, for
+        ``ticket=None``) were made between the last fold and now: if a slice began in
+        between, they go to the older slice.
+        """
+        mark = next(self._tickets)  # every ticket below it belongs to a deposit made
+        first, self._unfolded = self._unfolded, mark + 1
         epoch = int(self._now() // self._width)
-        passed = epoch - self._epoch
-        if passed <= 0:
-            return
+        ring = self._ring_deposits
+        if epoch > self._epoch:
+            split = mark if ticket is None else min(max(ticket, first), mark)
+            ring[self._epoch % self.BUCKETS] += split - first
+            self._deposits += split - first
+            first = split
+            self._advance(epoch)
+        index = self._epoch % self.BUCKETS
+        ring[index] += mark - first
+        self._deposits += mark - first
+        stride = ring[index] // self._SAMPLE
+        self._due = mark + (1 if stride < 1 else min(stride, self._MAX_STRIDE))
+
+    def _advance(self, epoch: int) -> None:
+        """Move the ring on to slice *epoch*, dropping the slices that left the window."""
         deposits, withdrawals = self._ring_deposits, self._ring_withdrawals
-        for step in range(1, min(passed, self.BUCKETS) + 1):
+        for step in range(1, min(epoch - self._epoch, self.BUCKETS) + 1):
             index = (self._epoch + step) % self.BUCKETS
             self._deposits -= deposits[index]
             self._withdrawals -= withdrawals[index]
             deposits[index] = withdrawals[index] = 0
         self._epoch = epoch
 
-    def deposit(self) -> None:
-        """Count one first try."""
-        lock = self._lock
-        lock.acquire()
-        try:
-            self._advance()
-            self._ring_deposits[self._epoch % self.BUCKETS] += 1
-            self._deposits += 1
-        finally:
-            lock.release()
-
     def try_withdraw(self) -> bool:
         """Take one retry from the budget if it allows it; never waits."""
         with self._lock:
-            self._advance()
+            self._fold(None)
             if self._withdrawals + 1 > self._allowed():
                 return False
             self._ring_withdrawals[self._epoch % self.BUCKETS] += 1
@@ -132,17 +183,32 @@ class RetryBudget:
     def available(self) -> float:
         """Retries the budget would allow now."""
         with self._lock:
-            self._advance()
+            self._fold(None)
             return max(0.0, self._allowed() - self._withdrawals)
 
     def __repr__(self) -> str:
         with self._lock:
-            self._advance()
+            self._fold(None)
             deposits, withdrawals = self._deposits, self._withdrawals
         return (
             f"<RetryBudget ratio={self._ratio:g} min_per_second={self._min_per_second:g}: "
             f"{withdrawals} retries for {deposits} first tries in the last {self._window:g}s>"
         )
+
+
+def _hint(error: BaseException | None) -> float | None:
+    """The usable ``retry_after`` of *error*: a finite number of seconds ``>= 0``, or ``None``.
+
+    A ``bool``, a string, a negative number, ``nan`` and ``inf`` are no hint at all.
+    """
+    hint = getattr(error, "retry_after", None)
+    if hint is None or isinstance(hint, bool) or not isinstance(hint, numbers.Real):
+        return None
+    try:
+        seconds = float(hint)
+    except OverflowError:  # an int too large for a float: finite, and longer than any cap
+        return sys.float_info.max if cast("float", hint) > 0 else None
+    return seconds if 0.0 <= seconds < math.inf else None
 
 
 class _Run:
@@ -161,7 +227,7 @@ class _Run:
         policy = self.policy
         attempt = self.attempt
         if attempt >= policy._attempts:
-            policy._publish_exhausted(attempt, error)
+            policy._publish_exhausted(attempt, error, "attempts")
             return None
         delay = self.previous = jittered(
             attempt,
@@ -172,11 +238,21 @@ class _Run:
             jitter=policy._jitter,
             random=policy._random,
         )
-        hint = getattr(error, "retry_after", None)
-        if hint is not None and isinstance(hint, (int, float)) and hint > delay:
-            delay = float(hint)  # never sooner than the rejection said
-        if self.deadline is not None and policy._now() + delay > self.deadline:
-            policy._publish_exhausted(attempt, error)
+        deadline = self.deadline
+        hint = _hint(error)
+        if hint is not None and hint > delay:  # never sooner than the rejection said
+            if hint > policy._max_delay:
+                policy._publish_exhausted(attempt, error, "retry_after_over_max_delay")
+                return None
+            delay = spread(hint, policy._random)
+            if deadline is not None:
+                left = deadline - policy._now()
+                if hint > left:
+                    policy._publish_exhausted(attempt, error, "retry_after_past_timeout")
+                    return None
+                delay = min(delay, left)  # the hint fits; the spread may not
+        elif deadline is not None and policy._now() + delay > deadline:
+            policy._publish_exhausted(attempt, error, "timeout")
             return None
         budget = policy._budget
         if budget is not None and not budget.try_withdraw():
@@ -358,23 +434,31 @@ class Retry:
 
     def __init__(
         self,
+        fn: None = None,
+        /,
         *,
         on: type[BaseException]
         | tuple[type[BaseException], ...]
         | Callable[[BaseException], bool] = Exception,
         if_result: Callable[[Any], bool] | None = None,
         attempts: int = 5,
-        base_delay: float = 0.1,
-        max_delay: float = 10.0,
+        base_delay: float | timedelta = 0.1,
+        max_delay: float | timedelta = 10.0,
         multiplier: float = 2.0,
         jitter: Jitter = "full",
-        timeout: float | None = None,
+        timeout: float | timedelta | None = None,
         budget: RetryBudget | None = None,
         random: Callable[[], float] | None = None,
         name: str = "retry",
         clock: Clock = SYSTEM_CLOCK,
         bus: EventBus | None = None,
     ) -> None:
+        if fn is not None:
+            msg = (
+                f"Retry takes keyword arguments only: to decorate {fn!r}, "
+                "use @Retry() (with parentheses) or @retry"
+            )
+            raise TypeError(msg)
         self._on = _validate.exception_matcher("on", on)
         if if_result is not None:
             _validate.callable_("if_result", if_result)
@@ -382,6 +466,12 @@ class Retry:
         self._attempts = _validate.integer("attempts", attempts, ge=1)
         self._base_delay = _validate.duration("base_delay", base_delay, ge=0)
         self._max_delay = _validate.duration("max_delay", max_delay, ge=0)
+        if self._max_delay < self._base_delay:
+            msg = (
+                f"'max_delay' must be >= 'base_delay': max_delay={max_delay!r}, "
+                f"base_delay={base_delay!r}"
+            )
+            raise ValueError(msg)
         self._multiplier = _validate.number("multiplier", multiplier, ge=1)
         if jitter not in JITTERS:
             msg = f"'jitter' must be one of 'full', 'equal', 'decorrelated' or None: {jitter!r}"
@@ -408,13 +498,12 @@ class Retry:
     # -- the decorator --------------------------------------------------------------
 
     def __call__(self, fn: Callable[P, T], /) -> Callable[P, T]:
-        """Decorate a ``def`` or an ``async def``; its signature is kept."""
-        if not callable(fn):
-            msg = f"Retry decorates callables, not {fn!r}"
-            raise TypeError(msg)
-        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            msg = f"Retry retries calls, not generators: {fn!r}"
-            raise TypeError(msg)
+        """Decorate a ``def`` or an ``async def``; its signature is kept.
+
+        Raises:
+            TypeError: *fn* is not callable, or is a generator function.
+        """
+        _check_callable(fn)
         if is_async_callable(fn):
             return cast("Callable[P, T]", self._wrap_async(fn))  # type: ignore[arg-type]
         return self._wrap_sync(fn)
@@ -423,14 +512,17 @@ class Retry:
         retry_sync = self._retry_sync
         if_result = self._if_result
         budget = self._budget
+        tickets = itertools.count() if budget is None else budget._tickets
         now = self._now
         timed = self._timeout is not None
 
         @functools.wraps(fn)
         def retried(*args: P.args, **kwargs: P.kwargs) -> T:
             started = now() if timed else 0.0
-            if budget is not None:
-                budget.deposit()
+            if budget is not None:  # budget.deposit(), inlined
+                ticket = next(tickets)
+                if ticket >= budget._due:
+                    budget._fold_due(ticket)
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
@@ -450,14 +542,17 @@ class Retry:
         retry_async = self._retry_async
         if_result = self._if_result
         budget = self._budget
+        tickets = itertools.count() if budget is None else budget._tickets
         now = self._now
         timed = self._timeout is not None
 
         @functools.wraps(fn)
         async def retried(*args: P.args, **kwargs: P.kwargs) -> T:
             started = now() if timed else 0.0
-            if budget is not None:
-                budget.deposit()
+            if budget is not None:  # budget.deposit(), inlined
+                ticket = next(tickets)
+                if ticket >= budget._due:
+                    budget._fold_due(ticket)
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
@@ -538,16 +633,25 @@ class Retry:
     # -- the other forms ------------------------------------------------------------
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Call ``fn(*args, **kwargs)`` under this policy and return its result."""
-        if is_async_callable(fn):
-            msg = f"{fn!r} is async: use call_async() for it"
-            raise TypeError(msg)
+        """Call ``fn(*args, **kwargs)`` under this policy and return its result.
+
+        Raises:
+            TypeError: *fn* is async (use `call_async`) or a generator function;
+                nothing is called.
+        """
+        _check_callable(fn, want_async=False)
         return self._wrap_sync(fn)(*args, **kwargs)
 
     async def call_async(
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Await ``fn(*args, **kwargs)`` under this policy and return its result."""
+        """Await ``fn(*args, **kwargs)`` under this policy and return its result.
+
+        Raises:
+            TypeError: *fn* is not async (use `call`) or is an async generator
+                function; nothing is called.
+        """
+        _check_callable(fn, want_async=True)
         return await self._wrap_async(fn)(*args, **kwargs)
 
     def __iter__(self) -> Iterator[Attempt]:
@@ -560,11 +664,17 @@ class Retry:
 
     # -- events ---------------------------------------------------------------------
 
-    def _publish_exhausted(self, attempts: int, error: BaseException | None) -> None:
+    def _publish_exhausted(self, attempts: int, error: BaseException | None, reason: str) -> None:
         bus = self._bus
         if bus.wants(RetryExhausted):
             bus.publish(
-                RetryExhausted(source=self._name, at=self._now(), attempts=attempts, error=error)
+                RetryExhausted(
+                    source=self._name,
+                    at=self._now(),
+                    attempts=attempts,
+                    error=error,
+                    **_exhausted_reason(reason),
+                )
             )
 
     def __repr__(self) -> str:
@@ -574,6 +684,32 @@ class Retry:
             + (f", timeout {self._timeout:g}s" if self._timeout is not None else "")
             + ">"
         )
+
+
+def _check_callable(fn: object, *, want_async: bool | None = None) -> None:
+    """Refuse what a retry cannot run again: non-callables, generators, the wrong colour."""
+    if not callable(fn):
+        msg = f"Retry retries callables, not {fn!r}"
+        raise TypeError(msg)
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        msg = f"Retry retries calls, not generators: {fn!r}; retry the work inside it instead"
+        raise TypeError(msg)
+    if want_async is not None and is_async_callable(fn) != want_async:
+        msg = (
+            f"{fn!r} is not async: use call() for it"
+            if want_async
+            else f"{fn!r} is async: use call_async() for it"
+        )
+        raise TypeError(msg)
+
+
+# Why a policy gave up, as RetryExhausted reports it once the event has a ``reason``
+# field: "attempts", "timeout", "retry_after_over_max_delay", "retry_after_past_timeout".
+_EXHAUSTED_HAS_REASON = "reason" in {field.name for field in attrs.fields(RetryExhausted)}
+
+
+def _exhausted_reason(reason: str) -> dict[str, Any]:
+    return {"reason": reason} if _EXHAUSTED_HAS_REASON else {}
 
 
 @overload
@@ -588,11 +724,11 @@ def retry(
     | Callable[[BaseException], bool] = ...,
     if_result: Callable[[Any], bool] | None = ...,
     attempts: int = ...,
-    base_delay: float = ...,
-    max_delay: float = ...,
+    base_delay: float | timedelta = ...,
+    max_delay: float | timedelta = ...,
     multiplier: float = ...,
     jitter: Jitter = ...,
-    timeout: float | None = ...,
+    timeout: float | timedelta | None = ...,
     budget: RetryBudget | None = ...,
     random: Callable[[], float] | None = ...,
     name: str = ...,
