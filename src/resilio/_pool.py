@@ -73,11 +73,13 @@ class PoolStats:
 class TaskHandle(Generic[T]):
     """A task submitted to a [`WorkerPool`][resilio.WorkerPool]; await it for its result.
 
-    ``await handle`` returns what the task returned or raises what it raised. A task
-    the pool dropped (cancelled by ``shutdown(cancel=True)``, or by `cancel` before it
-    started) raises [`PoolClosedError`][resilio.PoolClosedError]. If a task fails and
-    nobody ever awaits its handle, the error is logged on the ``resilio`` logger when
-    the handle is garbage-collected, so it is never lost silently.
+    ``await handle`` returns what the task returned or raises what it raised, a
+    ``BaseException`` such as ``KeyboardInterrupt`` included. A task the pool dropped
+    (cancelled by ``shutdown(cancel=True)``, or by `cancel` before it started, or left
+    queued when the pool went down) raises [`PoolClosedError`][resilio.PoolClosedError].
+    If a task fails and nobody ever awaits its handle, the error is logged on the
+    ``resilio`` logger when the handle is garbage-collected, so it is never lost
+    silently.
     """
 
     __slots__ = ("_args", "_event", "_fn", "_kwargs", "_observed", "_outcome", "_pool", "_state")
@@ -234,9 +236,14 @@ class WorkerPool:
 
     A failing task never stops the pool or the other tasks: its handle re-raises the
     error, [`TaskFailed`][resilio.TaskFailed] is published, and an error nobody awaits
-    is logged. Leaving the block drains the pool: queued and running tasks finish
-    first. ``await pool.shutdown(cancel=True)`` cancels them instead. If the block
-    raises, the pool is shut down with cancellation before the error propagates.
+    is logged. A ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``,
+    ``SystemExit``) is different: the task's handle carries it, and it goes on out of
+    the pool's task group as in any anyio task group, which cancels the pool.
+
+    Leaving the block drains the pool: queued and running tasks finish first.
+    ``await pool.shutdown(cancel=True)`` cancels them instead. If the block raises, the
+    pool is shut down with cancellation before the error propagates. Either way, every
+    accepted task runs or its handle raises [`PoolClosedError`][resilio.PoolClosedError].
 
     The pool belongs to the event loop that runs it: use it from that loop's tasks.
 
@@ -643,7 +650,7 @@ class WorkerPool:
             handle = self._take()
             if handle is None:
                 if self._closing:
-                    break  # nothing left to take (a reservation is never left when closed)
+                    break  # the queue is empty: closing took out every reservation
                 waker.reset()
                 self._idle.append(waker)
                 if not started:
