@@ -862,6 +862,40 @@ class TestFailures:
         assert len(submitted) == 1
         assert resilio_errors(caplog) == [], "the error left the pool: no need to log it"
 
+    async def test_after_a_base_exception_no_worker_starts_a_queued_task(
+        self, make: Callable[..., WorkerPool], anyio_backend: str
+    ) -> None:
+        """A task raising a BaseException drops the queued tasks at once: a worker woken
+        for one of them in the same instant exits instead of starting it."""
+        gate, go = anyio.Event(), anyio.Event()
+        started: list[str] = []
+
+        async def halt_on(event: anyio.Event) -> NoReturn:
+            await event.wait()
+            raise Halt
+
+        async def job() -> None:
+            started.append("job")
+            await gate.wait()
+
+        handles: list[TaskHandle[Any]] = []
+
+        async def use_pool() -> None:
+            async with make(workers=3, queue_size=1) as pool:
+                await pool.submit(hold, gate)
+                await pool.submit(halt_on, go)
+                await anyio.wait_all_tasks_blocked()  # the third worker is idle
+                go.set()  # the halting task resumes first...
+                handles.append(pool.submit_nowait(job))  # ...then the idle worker
+                await anyio.sleep_forever()
+
+        with pytest.raises(BaseExceptionGroup):
+            await use_pool()
+        with pytest.raises(PoolClosedError):
+            await handles[0]
+        if anyio_backend == "asyncio":  # trio may run the two wake-ups the other way
+            assert started == []
+
     async def test_an_unawaited_failure_is_logged_when_collected(
         self, make: Callable[..., WorkerPool], caplog: pytest.LogCaptureFixture
     ) -> None:

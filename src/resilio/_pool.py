@@ -333,10 +333,12 @@ class WorkerPool:
             # Cancelled (or failed) while starting: leave nothing running or entered.
             self._close()
             tasks.cancel_scope.cancel()
-            await tasks.__aexit__(None, None, None)
-            self._alive = 0  # a worker that never started never counted itself out
-            if self._all_exited is not None:
-                self._all_exited.set()
+            try:
+                await tasks.__aexit__(None, None, None)
+            finally:
+                self._alive = 0  # a worker that never started never counted itself out
+                if self._all_exited is not None:
+                    self._all_exited.set()
             raise
         return self
 
@@ -624,8 +626,10 @@ class WorkerPool:
                 await self._work(task_status)
         except BaseException:
             # Cancelled from outside, or a task raised a BaseException that is not an
-            # Exception: the task group goes down, so the pool takes no more work.
+            # Exception: the task group goes down with every worker, so the pool takes
+            # no more work, and no worker starts what is queued.
             self._close()
+            self._drop_queued()
             raise
         finally:
             self._scopes.discard(scope)
