@@ -406,14 +406,17 @@ class SlidingMachine(BreakerMachine):
         else:
             window_duration = None
             min_calls = data.draw(st.integers(1, window_size), label="min_calls")
+        # A window counts calls or seconds; a slow-call threshold needs a duration.
+        shape: dict[str, Any] = {"window_size": window_size} if window_duration is None else {}
+        if slow_after is not None:
+            shape["slow_call_rate_threshold"] = slow_threshold
         self.breaker = SlidingWindowBreaker(
             name=NAME,
-            window_size=window_size,
+            **shape,
             window_duration=window_duration,
             min_calls=min_calls,
             failure_rate_threshold=rate_threshold,
             slow_call_duration=slow_after,
-            slow_call_rate_threshold=slow_threshold,
             success_threshold=success_threshold,
             open_timeout=open_timeout,
             failure_on=Failure,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, NoReturn
 
 import pytest
@@ -243,9 +244,9 @@ class TestTimeWindow:
     def test_min_calls_may_exceed_window_size(
         self, make: Callable[..., SlidingWindowBreaker]
     ) -> None:
-        """With a time window, window_size is unused, so min_calls is not bound by it."""
-        breaker = make(window_duration=60.0, window_size=5, min_calls=50)
-        drive(breaker, "F" * 49)
+        """With a time window min_calls is not bound by the default window_size."""
+        breaker = make(window_duration=60.0, min_calls=150)
+        drive(breaker, "F" * 149)
         assert breaker.state is CLOSED
         drive(breaker, "F")
         assert breaker.state is OPEN
@@ -320,7 +321,7 @@ class TestSlowCalls:
         self, make: Callable[..., SlidingWindowBreaker], clock: ManualClock
     ) -> None:
         """Without slow_call_duration no call is slow, however long it takes."""
-        breaker = make(window_size=4, min_calls=2, slow_call_rate_threshold=0.1)
+        breaker = make(window_size=4, min_calls=2)
         slow_call(breaker, clock, 1000.0, ok=True)
         slow_call(breaker, clock, 1000.0, ok=True)
         assert breaker.state is CLOSED
@@ -404,7 +405,7 @@ class TestStateMachine:
     ) -> None:
         """After the probes close it, the window is empty: old failures are forgotten."""
         breaker = make(
-            window_size=4,
+            **({"window_size": 4} if window_duration is None else {}),
             window_duration=window_duration,
             min_calls=2,
             success_threshold=1,
@@ -512,7 +513,8 @@ class TestAfterClosing:
         self, recovered: Callable[..., SlidingWindowBreaker], window_duration: float | None
     ) -> None:
         """After reset(), successes through the decorator are still outcomes in the window."""
-        breaker = recovered(window_size=10, window_duration=window_duration, min_calls=4)
+        size = {"window_size": 10} if window_duration is None else {}
+        breaker = recovered(**size, window_duration=window_duration, min_calls=4)
         ok = breaker(succeed)
         bad = breaker(fail)
         for _ in range(6):
@@ -686,7 +688,9 @@ class TestConfiguration:
             {"slow_call_duration": None},
             {"slow_call_duration": 1e-6},
             {"failure_rate_threshold": 1.0},
-            {"slow_call_rate_threshold": 1},
+            {"slow_call_duration": 1.0, "slow_call_rate_threshold": 1},
+            {"window_duration": 0.001},
+            {"window_duration": timedelta(milliseconds=1)},
             {"failure_on": ConnectionError, "ignore": [KeyError]},
         ],
     )

@@ -179,7 +179,7 @@ class TestCounters:
         failures = THREADS * kinds.count("fail")
         assert len(kinds) == per_thread
         breaker = SlidingWindowBreaker(
-            window_size=calls,
+            **({"window_size": calls} if window_duration is None else {}),
             window_duration=window_duration,
             min_calls=calls,  # only the very last outcome may judge the rate
             failure_rate_threshold=1.0,

@@ -13,12 +13,14 @@ taken only to admit a call that needs a permit and to record an outcome.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from datetime import timedelta
+from typing import Any, NoReturn
 
 import anyio
 import anyio.to_thread
@@ -26,7 +28,7 @@ import attrs
 
 from . import _validate
 from ._clock import SYSTEM_CLOCK, Clock, check_clock
-from ._errors import CircuitOpenError
+from ._errors import CircuitOpenError, MisuseError, RejectedError
 from ._events import CallRejected, CircuitStateChanged, EventBus, check_bus, default_bus
 from ._guard import Guard, is_async_callable
 
@@ -89,8 +91,20 @@ ExceptionSpec = (
 )
 """Exception types (one or a tuple), or a predicate on the exception."""
 
-# A pending state change, published once the lock is released: (old, new, reason, at).
+# A state change to announce once the lock is released: (old, new, reason, at).
 _Change = tuple[CircuitState, CircuitState, str, float]
+
+# resilio's own errors that say nothing about the dependency: a rejection by an
+# inner primitive, a guard used in a way that cannot work.
+_NEUTRAL = (RejectedError, MisuseError)
+
+
+def _named_rejections(failure_on: Any) -> tuple[type[BaseException], ...]:
+    """The `RejectedError` classes that *failure_on* names explicitly, as types."""
+    if not isinstance(failure_on, (type, tuple, list)):
+        return ()  # a predicate names no class
+    types = _validate.exception_types("failure_on", failure_on)
+    return tuple(t for t in types if issubclass(t, RejectedError))
 
 
 class BreakerBase(Guard):
@@ -99,6 +113,13 @@ class BreakerBase(Guard):
     Subclasses implement ``_closed_outcome`` (count one outcome while closed and
     return a reason to trip, or ``None``) and ``_clear_counts``.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # Every option is keyword-only, so a positional argument is a decorated
+        # function: ``@CircuitBreaker`` written without the parentheses.
+        if args:
+            _not_called(cls, args[0])
+        return super().__new__(cls)
 
     __slots__ = (
         "__weakref__",
@@ -119,7 +140,10 @@ class BreakerBase(Guard):
         "_open_reason",
         "_open_timeout",
         "_open_until",
+        "_pending",
         "_probe_deadline",
+        "_publishing",
+        "_rejections_counted",
         "_state",
         "_success_threshold",
         "_successes",
@@ -130,7 +154,7 @@ class BreakerBase(Guard):
         *,
         name: str,
         success_threshold: int,
-        open_timeout: float,
+        open_timeout: float | timedelta,
         half_open_max_calls: int,
         failure_on: Any,
         ignore: Any,
@@ -142,11 +166,16 @@ class BreakerBase(Guard):
         self._open_timeout = _validate.duration("open_timeout", open_timeout, gt=0)
         self._half_open_max = _validate.integer("half_open_max_calls", half_open_max_calls, ge=1)
         self._failure_on = _validate.exception_matcher("failure_on", failure_on)
+        self._rejections_counted = _named_rejections(failure_on)
         self._ignore = _validate.exception_matcher("ignore", ignore)
         self._clock = check_clock(clock)
         self._now = clock.monotonic
         self._bus = default_bus() if bus is None else check_bus(bus)
         self._lock = threading.Lock()
+        # State changes wait here, in the order they happened, for whichever thread
+        # holds _publishing to announce them (only when someone subscribes).
+        self._pending: collections.deque[_Change] = collections.deque()
+        self._publishing = threading.RLock()
         self._state = CLOSED
         self._gen = 0
         self._free: int | None = 0
@@ -206,7 +235,7 @@ class BreakerBase(Guard):
 
     @contextlib.asynccontextmanager
     async def health_check(
-        self, probe: Callable[[], Any], interval: float = 5.0
+        self, probe: Callable[[], Any], interval: float | timedelta = 5.0
     ) -> AsyncIterator[None]:
         """Probe the dependency in the background while the breaker is open.
 
@@ -219,7 +248,7 @@ class BreakerBase(Guard):
 
         Args:
             probe: A callable taking no arguments, sync or async.
-            interval: Seconds between checks.
+            interval: Seconds between checks (or a `datetime.timedelta`).
         """
         _validate.callable_("probe", probe)
         interval = _validate.duration("interval", interval, gt=0)
@@ -283,6 +312,9 @@ class BreakerBase(Guard):
         self._announce(change)
         if rejection is not None:
             self._publish_rejected(*rejection)
+            if rejection[0] is HALF_OPEN:
+                # No hint: nobody knows when the running probes will report back.
+                raise _new_rejection(CircuitOpenError, self._name, None, True)
             raise _new_rejection(CircuitOpenError, self._name, rejection[1])
         return token
 
@@ -330,10 +362,16 @@ class BreakerBase(Guard):
             self._record(token, failed=failed)
 
     def _classify(self, exc: Exception) -> tuple[bool, bool]:
-        """Whether *exc* is ignored, and whether it counts as a failure."""
+        """Whether *exc* is ignored, and whether it counts as a failure.
+
+        resilio's own rejections and misuse errors are ignored, unless ``failure_on``
+        names the rejection's class (or a base of it below `RejectedError`).
+        """
         try:
             if self._ignore(exc):
                 return True, False
+            if isinstance(exc, _NEUTRAL):
+                return (False, True) if isinstance(exc, self._rejections_counted) else (True, False)
             return False, bool(self._failure_on(exc))
         except Exception:
             logger.exception("%r: failure_on/ignore raised; counting a failure", self._name)
@@ -375,8 +413,8 @@ class BreakerBase(Guard):
         if change is not None:
             self._announce(change)
 
-    def _move(self, new: CircuitState, reason: str, now: float | None = None) -> _Change:
-        """Enter *new* (the lock is held); return the change to announce."""
+    def _move(self, new: CircuitState, reason: str, now: float | None = None) -> _Change | None:
+        """Enter *new* (the lock is held); return the change to announce, if anyone listens."""
         if now is None:
             now = self._now()
         old = self._state
@@ -396,11 +434,25 @@ class BreakerBase(Guard):
             self._clear_counts()
             self._free = self._gen if self._free_in_closed else None
             self._open_reason = None
-        return (old, new, reason, now)
+        if not self._bus.wants(CircuitStateChanged):
+            return None
+        change = (old, new, reason, now)
+        self._pending.append(change)
+        return change
 
     def _announce(self, change: _Change | None) -> None:
-        if change is not None and self._bus.wants(CircuitStateChanged):
-            old, new, reason, at = change
+        """Publish one queued state change, once the state lock is released.
+
+        Each `_move` that queued a change is followed by one call here, which
+        publishes the oldest change still queued (not necessarily its own): under
+        ``_publishing`` the changes go out one at a time, in the order they
+        happened, so every subscriber sees each ``new`` state become the next
+        ``old``. ``_publishing`` is reentrant, so a handler may change the state.
+        """
+        if change is None:
+            return
+        with self._publishing:
+            old, new, reason, at = self._pending.popleft()
             self._bus.publish(
                 CircuitStateChanged(source=self._name, at=at, old=old, new=new, reason=reason)
             )
@@ -438,20 +490,30 @@ class CircuitBreaker(BreakerBase):
         failure_rate_threshold: Weighted failure rate above which a closed breaker
             trips, in (0, 1]; 1.0 turns this rule off.
         success_threshold: Consecutive probe successes that close a half-open breaker.
-        open_timeout: Seconds an open breaker rejects calls before probing.
+        open_timeout: Seconds (or a `datetime.timedelta`) an open breaker rejects
+            calls before probing.
         half_open_max_calls: Probes allowed at once while half-open. A probe that
             has not reported back within ``open_timeout`` is presumed hung and its
-            slot is handed to a new probe.
+            slot is handed to a new probe. Calls beyond it are rejected with a
+            [`CircuitOpenError`][resilio.CircuitOpenError] whose ``half_open`` is
+            true and whose ``retry_after`` is ``None``.
         failure_on: Exception types (one or a tuple), or a predicate
             ``(exception) -> bool``, saying which exceptions count as failures; any
             other exception counts as a success (and still propagates).
+            resilio's own rejections raised inside the call (an inner breaker, a
+            rate limiter, a pool: any [`RejectedError`][resilio.RejectedError])
+            count neither way unless a class listed here is that rejection's class
+            or one of its bases below `RejectedError`; a predicate is not asked
+            about them.
         ignore: Exception types, or a predicate, for exceptions that count neither
             way (and propagate); they win over ``failure_on``.
         clock: Where time comes from (see [`ManualClock`][resilio.ManualClock] for tests).
         bus: Where events go; the process-wide [`default_bus`][resilio.default_bus] by default.
 
     Cancellation, ``KeyboardInterrupt`` and other `BaseException`s that are
-    not `Exception`s count neither way and give back any probe slot.
+    not `Exception`s count neither way and give back any probe slot; so does a
+    form used in a way that cannot work (``call(async_fn)``,
+    ``call_async(plain_fn)``), which raises a `TypeError`.
     """
 
     __slots__ = ("_consecutive", "_failure_threshold", "_rate", "_rate_threshold")
@@ -465,7 +527,7 @@ class CircuitBreaker(BreakerBase):
         failure_threshold: int = 5,
         failure_rate_threshold: float = 0.5,
         success_threshold: int = 3,
-        open_timeout: float = 30.0,
+        open_timeout: float | timedelta = 30.0,
         half_open_max_calls: int = 1,
         failure_on: ExceptionSpec = (Exception,),
         ignore: ExceptionSpec = (),
@@ -533,3 +595,9 @@ class CircuitBreaker(BreakerBase):
             f"{self._consecutive} consecutive failures, failure rate {self._rate:.2f}, "
             f"{self._in_flight}/{self._half_open_max} probes>"
         )
+
+
+def _not_called(cls: type, fn: object) -> NoReturn:
+    name = cls.__name__
+    msg = f"use @{name}() with parentheses: {name} takes keyword options only, and was given {fn!r}"
+    raise TypeError(msg)

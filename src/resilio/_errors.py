@@ -5,10 +5,11 @@ it was. resilio's own errors form one small tree::
 
     ResilioError                 anything resilio raises itself
     ├── RejectedError            a call refused without running; carries retry_after
-    │   ├── CircuitOpenError     an open (or saturated half-open) circuit breaker
+    │   ├── CircuitOpenError     an open breaker, or a half-open one with no probe slot free
     │   ├── RateLimitExceeded    a rate limiter that cannot admit a request in time
     │   └── PoolFullError        a worker pool whose queue has no room
     ├── PoolClosedError          a worker pool that is shut down (or a task it dropped)
+    ├── MisuseError              a guard used in a way that cannot work (also a TypeError)
     └── SessionNotFound          no live session has that id (also a LookupError)
 
 Every error pickles, so it crosses process boundaries intact.
@@ -63,13 +64,42 @@ class RejectedError(ResilioError):
 
 
 class CircuitOpenError(RejectedError):
-    """A circuit breaker is open (or half-open with every probe slot taken).
+    """A circuit breaker is open, or half-open with every probe slot taken.
 
-    ``retry_after`` is the time left until the breaker admits a probe, or ``None``
-    when it is forced open or half-open.
+    Args:
+        name: The ``name`` of the breaker that refused.
+        retry_after: Seconds until trying again may succeed, or ``None`` when unknown.
+        half_open: ``True`` when the breaker is half-open and its probe slots are
+            all taken, rather than open.
+
+    ``retry_after`` is the time left until an open breaker admits a probe, or
+    ``None`` when it is forced open or half-open: a half-open breaker cannot know
+    when its running probes will report back, so the caller's own backoff decides.
     """
 
-    _what = "is open"
+    # A half-open rejection is built as ``__new__(cls, name, None, True)``; an open
+    # one keeps two arguments, so ``args`` is (name, retry_after) as for every
+    # rejection.
+
+    def __init__(
+        self, name: str, retry_after: float | None = None, half_open: bool = False
+    ) -> None:
+        if half_open:
+            ResilioError.__init__(self, name, retry_after, True)
+        else:
+            ResilioError.__init__(self, name, retry_after)
+
+    @property
+    def half_open(self) -> bool:
+        """Whether the breaker was half-open with its probe slots taken, not open."""
+        args = self.args
+        return len(args) > 2 and bool(args[2])
+
+    @property
+    def _what(self) -> str:  # type: ignore[override]
+        if self.half_open:
+            return "is half-open and its probe slots are taken"
+        return "is open"
 
 
 class RateLimitExceeded(RejectedError):
@@ -85,6 +115,16 @@ class PoolFullError(RejectedError):
     """A worker pool's queue is full; ``submit_nowait`` does not wait for room."""
 
     _what = "has no room in its queue"
+
+
+class MisuseError(ResilioError, TypeError):
+    """A guard was used in a way that cannot work, such as ``call(async_fn)``.
+
+    Raised when the call is made, not at construction: ``call()`` given an ``async``
+    or generator function, ``call_async()`` given a function that returns nothing
+    to await. It is a `TypeError`, and a breaker counts it neither as a success nor
+    as a failure: a mistake in the calling code says nothing about the dependency.
+    """
 
 
 class PoolClosedError(ResilioError):

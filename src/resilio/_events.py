@@ -6,10 +6,16 @@ Every primitive publishes frozen [`Event`][resilio.Event] objects on an
 class receives its subclasses, and subscribing to [`Event`][resilio.Event] receives everything.
 Publishing costs one dictionary look-up when nobody listens: primitives ask
 [`EventBus.wants`][resilio.EventBus.wants] before they build an event.
+
+The bus numbers the events it delivers (``seq``). A breaker publishes its state
+changes one at a time, in the order they happened, so a subscriber sees each
+``new`` state become the next event's ``old`` even when many threads move it;
+across primitives and threads, ``seq`` gives the order of publication.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable
@@ -29,10 +35,17 @@ class Event:
     Attributes:
         source: The ``name`` of the primitive that published the event.
         at: The primitive's clock time (``clock.monotonic()``) when it happened.
+        seq: Its number on the bus that delivered it: 1 for the first event the bus
+            delivered, increasing by one with each event delivered to anyone. Set by
+            [`EventBus.publish`][resilio.EventBus.publish]; 0 until then.
+
+    ``seq`` takes no part in comparisons: two events that say the same thing are
+    equal whichever bus delivered them.
     """
 
     source: str
     at: float
+    seq: int = attrs.field(default=0, eq=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -211,7 +224,8 @@ class EventBus:
 
     Handlers run in subscription order in the thread that published. A handler that
     raises is logged on the ``resilio`` logger and never breaks the primitive that
-    published. Subscribing and unsubscribing are thread-safe.
+    published. Subscribing and unsubscribing are thread-safe. Each event delivered
+    to at least one handler gets the bus's next ``seq`` number.
 
     Example:
         >>> bus = EventBus()
@@ -223,7 +237,7 @@ class EventBus:
         1
     """
 
-    __slots__ = ("__weakref__", "_lock", "_routes", "_subscriptions")
+    __slots__ = ("__weakref__", "_lock", "_routes", "_seq", "_subscriptions")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -232,6 +246,7 @@ class EventBus:
         # Event class -> handlers that receive it, rebuilt (copy-on-write) on change,
         # so publishing reads it without a lock.
         self._routes: dict[type[Event], tuple[Handler, ...]] = {}
+        self._seq = itertools.count(1)  # next() is one indivisible step
 
     def subscribe(self, event_type: type[E], handler: Callable[[E], object]) -> Callable[[], None]:
         """Call *handler* with every published event that is an instance of *event_type*.
@@ -278,8 +293,16 @@ class EventBus:
         return bool(handlers)
 
     def publish(self, event: Event) -> None:
-        """Deliver *event* to its handlers, in subscription order; handler errors are logged."""
-        for handler in self._handlers(type(event)):
+        """Deliver *event* to its handlers, in subscription order; handler errors are logged.
+
+        The event's ``seq`` is set first, unless nobody receives it.
+        """
+        handlers = self._handlers(type(event))
+        if not handlers:
+            return
+        # Events are frozen to their readers, not to the bus that numbers them.
+        object.__setattr__(event, "seq", next(self._seq))
+        for handler in handlers:
             try:
                 handler(event)
             except Exception:  # noqa: PERF203 - each handler is isolated

@@ -24,7 +24,10 @@ A primitive that guards calls implements a small permission protocol:
 
 `Guard` turns that protocol into the decorator (for ``def`` and
 ``async def``, signatures kept), ``with`` / ``async with`` blocks and
-``call`` / ``call_async``. Everything else in resilio, ``compose()`` included,
+``call`` / ``call_async``. A form used in a way that cannot work (``call`` given an
+``async`` function, ``call_async`` given a plain one, a generator function anywhere)
+raises ``MisuseError``, a `TypeError` that reaches ``_on_error`` like any exception;
+breakers count it neither way. Everything else in resilio, ``compose()`` included,
 builds on these same five members.
 """
 
@@ -34,10 +37,12 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from types import CoroutineType, TracebackType
+from types import AsyncGeneratorType, CoroutineType, GeneratorType, TracebackType
 from typing import Any, ParamSpec, TypeVar, cast
 
 from typing_extensions import Self
+
+from ._errors import MisuseError
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -46,6 +51,44 @@ T = TypeVar("T")
 # stack of (guard, token, rest). Immutable nodes, so tasks that copied the context
 # never see each other's pushes.
 _held: ContextVar[tuple[Any, Any, Any] | None] = ContextVar("resilio_held_permits", default=None)
+
+
+# What calling an async or generator function returns: ``call()`` checks a result's
+# type against these before counting it as a success (one set look-up).
+_DEFERRED = frozenset({CoroutineType, GeneratorType, AsyncGeneratorType})
+
+
+def _check_result(guard: Guard, fn: Callable[..., Any], result: Any) -> None:
+    """Refuse what ``call()`` got from an async or generator function."""
+    if type(result) is CoroutineType:
+        result.close()
+        msg = f"{fn!r} is async: use call_async() for it"
+        raise MisuseError(msg)
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        if type(result) is GeneratorType:
+            result.close()
+        raise MisuseError(_generators_refused(guard, fn))
+    # A plain function that built a generator and returned it: its result stands.
+
+
+def _check_awaitable(guard: Guard, fn: Callable[..., Any], result: Any) -> None:
+    """Refuse what ``call_async()`` got when it is not awaitable."""
+    if inspect.isawaitable(result):
+        return
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise MisuseError(_generators_refused(guard, fn))
+    msg = (
+        f"{fn!r} returned {type(result).__name__}, not an awaitable: "
+        "call_async() is for async functions, use call() for plain ones"
+    )
+    raise MisuseError(msg)
+
+
+def _generators_refused(guard: Guard, fn: Callable[..., Any]) -> str:
+    return (
+        f"{type(guard).__name__} guards calls, not generators: {fn!r}; "
+        "guard the work inside the generator instead"
+    )
 
 
 def is_async_callable(fn: object) -> bool:
@@ -99,11 +142,7 @@ class Guard:
             msg = f"{type(self).__name__} decorates callables, not {fn!r}"
             raise TypeError(msg)
         if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            msg = (
-                f"{type(self).__name__} guards calls, not generators: {fn!r}; "
-                "guard the work inside the generator instead"
-            )
-            raise TypeError(msg)
+            raise MisuseError(_generators_refused(self, fn))
         if is_async_callable(fn):
             return cast("Callable[P, T]", self._wrap_async(fn))  # type: ignore[arg-type]
         return self._wrap_sync(fn)
@@ -248,47 +287,92 @@ class Guard:
         return guarded_quiet
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Call ``fn(*args, **kwargs)`` under this guard and return its result."""
-        if not self._outcomes:
-            self._acquire()
-            return fn(*args, **kwargs)
+        """Call ``fn(*args, **kwargs)`` under this guard and return its result.
+
+        Raises:
+            MisuseError: *fn* is an ``async`` or generator function (use
+                `call_async()`, or guard the work inside the generator). It counts
+                neither as a success nor as a failure.
+        """
         token = self._free
         if token is None:
+            if not self._outcomes:
+                self._acquire()
+                result = fn(*args, **kwargs)
+                if type(result) in _DEFERRED:
+                    _check_result(self, fn, result)
+                return result
             token = self._acquire()
+            try:
+                result = fn(*args, **kwargs)
+                if type(result) in _DEFERRED:
+                    _check_result(self, fn, result)
+            except Exception as exc:
+                self._on_error(token, exc)
+                raise
+            except BaseException:
+                self._release(token)
+                raise
+            self._on_success(token)
+            return result
+        # Admitted without a permit: nothing to give back if interrupted, and a
+        # success is reported only when it may change something (see _free_success).
         try:
             result = fn(*args, **kwargs)
-            if type(result) is CoroutineType:
-                result.close()  # type: ignore[attr-defined]
-                msg = f"{fn!r} is async: use call_async() for it"
-                raise TypeError(msg)
+            if type(result) in _DEFERRED:
+                _check_result(self, fn, result)
         except Exception as exc:
             self._on_error(token, exc)
             raise
-        except BaseException:
-            self._release(token)
-            raise
-        self._on_success(token)
+        if self._free_success or self._free is not token:
+            self._on_success(token)
         return result
 
     async def call_async(
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Await ``fn(*args, **kwargs)`` under this guard and return its result."""
-        if not self._outcomes:
-            await self._acquire_async()
-            return await fn(*args, **kwargs)
+        """Await ``fn(*args, **kwargs)`` under this guard and return its result.
+
+        Raises:
+            MisuseError: ``fn(*args, **kwargs)`` returned nothing to await (a plain
+                function, which has then run once, or a generator function). It
+                counts neither as a success nor as a failure.
+        """
         token = self._free
         if token is None:
+            if not self._outcomes:
+                if self._acquire_waits:
+                    await self._acquire_async()
+                else:
+                    self._acquire()
+                awaitable = fn(*args, **kwargs)
+                if type(awaitable) is not CoroutineType:
+                    _check_awaitable(self, fn, awaitable)
+                return await awaitable
             token = await self._acquire_async() if self._acquire_waits else self._acquire()
+            try:
+                awaitable = fn(*args, **kwargs)
+                if type(awaitable) is not CoroutineType:
+                    _check_awaitable(self, fn, awaitable)
+                result = await awaitable
+            except Exception as exc:
+                self._on_error(token, exc)
+                raise
+            except BaseException:
+                self._release(token)
+                raise
+            self._on_success(token)
+            return result
         try:
-            result = await fn(*args, **kwargs)
+            awaitable = fn(*args, **kwargs)
+            if type(awaitable) is not CoroutineType:
+                _check_awaitable(self, fn, awaitable)
+            result = await awaitable
         except Exception as exc:
             self._on_error(token, exc)
             raise
-        except BaseException:
-            self._release(token)
-            raise
-        self._on_success(token)
+        if self._free_success or self._free is not token:
+            self._on_success(token)
         return result
 
     def __enter__(self) -> Self:
@@ -314,6 +398,9 @@ class Guard:
         _held.set((self, token, _held.get()))
         return self
 
+    # __exit__ and __aexit__ repeat each other rather than share a helper: a frame
+    # costs as much as the rest of a clean exit.
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -322,9 +409,16 @@ class Guard:
     ) -> None:
         if not self._outcomes:
             return
-        token = self._pop_token()
+        node = _held.get()
+        if node is not None and node[0] is self:
+            _held.set(node[2])
+            token = node[1]
+        else:
+            token = self._pop_token(node)
         if exc is None:
-            self._on_success(token)
+            # A token equal to _free means a success changes nothing (_free_success).
+            if self._free_success or self._free is not token:
+                self._on_success(token)
         elif isinstance(exc, Exception):
             self._on_error(token, exc)
         else:
@@ -336,14 +430,24 @@ class Guard:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._outcomes:
-            self.__exit__(exc_type, exc, tb)
-
-    def _pop_token(self) -> Any:
+        if not self._outcomes:
+            return
         node = _held.get()
         if node is not None and node[0] is self:
             _held.set(node[2])
-            return node[1]
+            token = node[1]
+        else:
+            token = self._pop_token(node)
+        if exc is None:
+            if self._free_success or self._free is not token:
+                self._on_success(token)
+        elif isinstance(exc, Exception):
+            self._on_error(token, exc)
+        else:
+            self._release(token)
+
+    def _pop_token(self, node: tuple[Any, Any, Any] | None) -> Any:
+        """Unlink this guard's innermost permit from *node*, the stack of held permits."""
         # Blocks exited out of order (a generator suspended inside one): unlink ours.
         skipped = []
         while node is not None and node[0] is not self:

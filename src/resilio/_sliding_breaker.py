@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from datetime import timedelta
 from typing import Any
 
 import attrs
@@ -30,6 +31,26 @@ _SUCCESS = bytes([_CALL])
 # ``next()`` on an itertools.count is one indivisible step under the GIL; on a
 # free-threaded build the hot path takes the lock instead.
 _ATOMIC_TICKS = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+# The shortest time window: a narrower one would have buckets too thin for the
+# clock's resolution, and its bucket numbers would overflow.
+MIN_WINDOW_DURATION = 0.001
+
+
+class _DefaultInt(int):
+    """A default that reads as its value but tells "left out" from "passed"."""
+
+    __slots__ = ()
+
+
+class _DefaultFloat(float):
+    """A default that reads as its value but tells "left out" from "passed"."""
+
+    __slots__ = ()
+
+
+_WINDOW_SIZE = _DefaultInt(100)
+_SLOW_CALL_RATE = _DefaultFloat(1.0)
 
 
 @attrs.frozen(kw_only=True)
@@ -82,20 +103,25 @@ class SlidingWindowBreaker(BreakerBase):
 
     Args:
         name: Appears in events, errors and ``repr``.
-        window_size: Calls in a count-based window (ignored when ``window_duration``
-            is given).
-        window_duration: Seconds in a time-based window, or ``None`` for a
-            count-based one.
+        window_size: Calls in a count-based window; not with ``window_duration``.
+        window_duration: Seconds (or a `datetime.timedelta`, at least 1 ms) in a
+            time-based window, or ``None`` for a count-based one.
         min_calls: Outcomes needed in the window before it can trip.
         failure_rate_threshold: Failure rate, in (0, 1], at or above which it trips.
-        slow_call_duration: Seconds after which a call counts as slow, or ``None`` to
-            not measure durations.
-        slow_call_rate_threshold: Slow-call rate, in (0, 1], at or above which it trips.
+        slow_call_duration: Seconds (or a `datetime.timedelta`) after which a call
+            counts as slow, or ``None`` to not measure durations.
+        slow_call_rate_threshold: Slow-call rate, in (0, 1], at or above which it
+            trips; only with ``slow_call_duration``.
         success_threshold: Consecutive probe successes that close a half-open breaker.
-        open_timeout: Seconds an open breaker rejects calls before probing.
-        half_open_max_calls: Probes allowed at once while half-open.
+        open_timeout: Seconds (or a `datetime.timedelta`) an open breaker rejects
+            calls before probing.
+        half_open_max_calls: Probes allowed at once while half-open; calls beyond
+            it are rejected with a half-open
+            [`CircuitOpenError`][resilio.CircuitOpenError] (``retry_after=None``).
         failure_on: Exception types, or a predicate ``(exception) -> bool``, for the
             exceptions that count as failures; others count as successes.
+            resilio's own rejections ([`RejectedError`][resilio.RejectedError]) count
+            neither way unless a class listed here names them.
         ignore: Exception types, or a predicate, for exceptions that count neither
             way; they win over ``failure_on``.
         clock: Where time comes from.
@@ -133,14 +159,14 @@ class SlidingWindowBreaker(BreakerBase):
         self,
         *,
         name: str = "sliding-breaker",
-        window_size: int = 100,
-        window_duration: float | None = None,
+        window_size: int = _WINDOW_SIZE,
+        window_duration: float | timedelta | None = None,
         min_calls: int = 20,
         failure_rate_threshold: float = 0.5,
-        slow_call_duration: float | None = None,
-        slow_call_rate_threshold: float = 1.0,
+        slow_call_duration: float | timedelta | None = None,
+        slow_call_rate_threshold: float = _SLOW_CALL_RATE,
         success_threshold: int = 3,
-        open_timeout: float = 30.0,
+        open_timeout: float | timedelta = 30.0,
         half_open_max_calls: int = 1,
         failure_on: ExceptionSpec = (Exception,),
         ignore: ExceptionSpec = (),
@@ -151,10 +177,17 @@ class SlidingWindowBreaker(BreakerBase):
         self._warm = False
         self._fast_gen = -1
         self._ticks = itertools.count()
-        self._window_size = _validate.integer("window_size", window_size, ge=1)
+        self._window_size = int(_validate.integer("window_size", window_size, ge=1))
         self._window_duration = _validate.optional_duration(
-            "window_duration", window_duration, gt=0
+            "window_duration", window_duration, ge=MIN_WINDOW_DURATION
         )
+        if window_duration is not None and window_size is not _WINDOW_SIZE:
+            msg = (
+                "'window_size' and 'window_duration' exclude each other (a window "
+                "counts calls or seconds): "
+                f"window_size={window_size!r}, window_duration={window_duration!r}"
+            )
+            raise ValueError(msg)
         self._min_calls = _validate.integer("min_calls", min_calls, ge=1)
         if window_duration is None and min_calls > window_size:
             msg = f"'min_calls' must be <= window_size ({window_size}): {min_calls!r}"
@@ -168,6 +201,12 @@ class SlidingWindowBreaker(BreakerBase):
         self._slow_threshold = _validate.number(
             "slow_call_rate_threshold", slow_call_rate_threshold, gt=0, le=1
         )
+        if slow_call_duration is None and slow_call_rate_threshold is not _SLOW_CALL_RATE:
+            msg = (
+                "'slow_call_rate_threshold' needs 'slow_call_duration', which says "
+                f"what a slow call is: slow_call_rate_threshold={slow_call_rate_threshold!r}"
+            )
+            raise ValueError(msg)
         super().__init__(
             name=name,
             success_threshold=success_threshold,
