@@ -1,4 +1,5 @@
-"""Backoff as pure functions: the exponential schedule, its cap, and every jitter mode.
+"""Backoff as pure functions: the exponential schedule, its cap, every jitter mode, and
+the spread of a retry_after hint.
 
 Randomness always comes from a seeded ``random.Random(seed).random``, so each
 sequence is exact and each statistical bound is checked on the same samples every run.
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilio._backoff import JITTERS, Jitter, delays, exponential, jittered
+from resilio._backoff import HINT_SPREAD, JITTERS, Jitter, delays, exponential, jittered, spread
 
 SAMPLES = 20_000
 
@@ -302,6 +303,39 @@ class TestJitterStatistics:
                 for _ in range(5_000)
             ]
             assert statistics.fmean(samples) == pytest.approx(share * schedule, rel=0.03)
+
+
+class TestHintSpread:
+    def test_the_extra_is_up_to_ten_percent(self) -> None:
+        """spread(h) is h plus random() times 10 % of h."""
+        assert HINT_SPREAD == 0.1
+        assert spread(4.0, const(0.0)) == 4.0
+        assert spread(4.0, const(0.5)) == pytest.approx(4.2)
+        assert spread(4.0, const(0.999)) == pytest.approx(4.3996)
+
+    def test_zero_stays_zero(self) -> None:
+        """A hint of 0 has nothing to spread."""
+        assert spread(0.0, const(0.7)) == 0.0
+
+    def test_seeded_sequence(self) -> None:
+        """A seeded random gives the same spread hints every run."""
+        seeded = random.Random(9).random
+        draws = random.Random(9).random
+        assert [spread(3.0, seeded) for _ in range(5)] == [3.0 + 0.3 * draws() for _ in range(5)]
+
+    def test_spreads_evenly(self) -> None:
+        """Over many draws the spread hints cover [h, 1.1 h) uniformly."""
+        rnd = random.Random(11).random
+        samples = [spread(2.0, rnd) for _ in range(SAMPLES)]
+        assert min(samples) >= 2.0
+        assert max(samples) < 2.2
+        assert statistics.fmean(samples) == pytest.approx(2.1, rel=0.002)
+        assert len(set(samples)) == SAMPLES
+
+    @given(hint=st.floats(0, 1e300), r=st.floats(0, 1, exclude_max=True))
+    def test_never_below_the_hint_nor_over_the_tenth(self, hint: float, r: float) -> None:
+        """Whatever the hint and the draw, the result is in [hint, 1.1 * hint]."""
+        assert hint <= spread(hint, const(r)) <= hint * 1.1
 
 
 class TestProperties:
