@@ -29,6 +29,8 @@ from resilio import (
     RetryExhausted,
     RetryRefused,
     RetryScheduled,
+    compose,
+    parse_retry_after,
     retry,
 )
 
@@ -272,6 +274,70 @@ def events() -> None:
     unsubscribe_exhausted()
 
 
+# --8<-- [start:retry-hints]
+class ServiceUnavailable(Exception):
+    """An HTTP 503; its Retry-After header, read as seconds, is the retry_after hint."""
+
+    def __init__(self, retry_after_header: str | None) -> None:
+        super().__init__(f"503 Service Unavailable (Retry-After: {retry_after_header})")
+        self.retry_after = parse_retry_after(retry_after_header)  # None if unreadable
+
+
+# --8<-- [end:retry-hints]
+
+
+def hints() -> None:
+    print("11. retry_after hints: waited out with up to 10 % more, or the end of the retrying.")
+    unsubscribe_scheduled = bus.subscribe(
+        RetryScheduled, lambda e: print(f"  [t={e.at:6.3f}s] retry in {e.delay:.3f}s")
+    )
+    unsubscribe_exhausted = bus.subscribe(
+        RetryExhausted,
+        lambda e: print(f"  [t={e.at:6.3f}s] gave up after {e.attempts} try, no sleep"),
+    )
+    # --8<-- [start:retry-hints-policy]
+    policy = Retry(on=ServiceUnavailable, max_delay=10.0, clock=clock, random=rng, bus=bus)
+    # --8<-- [end:retry-hints-policy]
+    for header in ("2", "soon", "120"):
+        replies: list[Exception | str] = [ServiceUnavailable(header), "ok"]
+
+        def get(replies: list[Exception | str] = replies) -> str:
+            reply = replies.pop(0)
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
+
+        print(f"  Retry-After: {header!r} -> retry_after={parse_retry_after(header)!r}")
+        try:
+            print(f"  result: {policy.call(get)!r}")
+        except ServiceUnavailable as exc:
+            print(f"  raised at once: {exc}")
+    unsubscribe_scheduled()
+    unsubscribe_exhausted()
+
+
+def fail_fast() -> None:
+    print("12. compose(Retry(), CircuitBreaker()) with every default fails fast once open.")
+    tries = 0
+
+    def down() -> None:
+        nonlocal tries
+        tries += 1
+        raise ConnectionError("down")
+
+    # --8<-- [start:retry-fail-fast]
+    guarded = compose(Retry(clock=clock), CircuitBreaker(clock=clock))(down)
+    # --8<-- [end:retry-fail-fast]
+    start = clock.monotonic()
+    for call in range(1, 4):
+        try:
+            guarded()
+        except (ConnectionError, CircuitOpenError) as exc:
+            took = clock.monotonic() - start
+            print(f"  call {call}: {type(exc).__name__} after {took:.3f}s, {tries} tries in all")
+        start = clock.monotonic()
+
+
 def main() -> None:
     decorator()
     anyio.run(decorator_async)
@@ -283,6 +349,8 @@ def main() -> None:
     retry_after()
     budget()
     events()
+    hints()
+    fail_fast()
 
 
 if __name__ == "__main__":
