@@ -1253,7 +1253,7 @@ class TestForms:
         async def agen() -> AsyncIterator[int]:
             yield 1
 
-        with pytest.raises(TypeError, match="generator"):
+        with anyio.fail_after(5), pytest.raises(TypeError, match="generator"):
             await make().call_async(agen)  # type: ignore[arg-type]
 
     @pytest.mark.anyio
@@ -1264,7 +1264,7 @@ class TestForms:
         first call: the function is never run, nothing sleeps, nothing is published."""
         budget = RetryBudget(ratio=0, min_per_second=0, clock=clock)
         script = Script("ok")
-        with pytest.raises(TypeError, match=r"not async: use call\(\)"):
+        with anyio.fail_after(5), pytest.raises(TypeError, match=r"not async: use call\(\)"):
             await make(budget=budget).call_async(script)  # type: ignore[arg-type]
         assert script.calls == 0
         assert clock.monotonic() == 0.0
