@@ -87,20 +87,23 @@ class AsyncWaker:
     again after a wake-up; a wake that races with a reset is never lost, because
     callers reset *before* they re-check whatever they wait for. It uses the running
     loop's own event type (anyio's wrapper costs several times more to create, and
-    wakers are created and re-armed on hot paths).
+    wakers are created and re-armed on hot paths), and `wait_at_most` sleeps on the
+    loop's own timer rather than a cancel scope.
     """
 
-    __slots__ = ("_call_soon", "_event", "_new_event", "_thread")
+    __slots__ = ("_call_soon", "_event", "_loop", "_new_event", "_thread")
 
     def __init__(self) -> None:
         self._thread = threading.get_ident()
         new_event: Callable[[], Any]
         self._call_soon: Callable[[Callable[[], object]], object]
+        self._loop: asyncio.AbstractEventLoop | None
         try:
-            loop = asyncio.get_running_loop()
+            self._loop = loop = asyncio.get_running_loop()
         except RuntimeError:
             import trio
 
+            self._loop = None
             new_event = trio.Event
             self._call_soon = trio.lowlevel.current_trio_token().run_sync_soon
         else:
@@ -116,6 +119,20 @@ class AsyncWaker:
         else:
             self._call_soon(self._set)
 
+    def wake_after(self, seconds: float) -> None:
+        """Wake the waiting task after *seconds* of real time, or sooner.
+
+        Called on an asyncio loop's own thread, this arms a loop timer that fires the
+        event, so a task that only needs to wake at a known time is not resumed twice
+        (once to learn the time, once when it comes). Anywhere else it wakes the task
+        at once, and the task arms its own timer.
+        """
+        loop = self._loop
+        if loop is not None and seconds > 0 and threading.get_ident() == self._thread:
+            loop.call_later(seconds, self._event.set)
+        else:
+            self.wake()
+
     def _set(self) -> None:
         self._event.set()
 
@@ -127,6 +144,28 @@ class AsyncWaker:
     async def wait(self) -> None:
         """Wait until `wake` is called."""
         await self._event.wait()
+
+    async def wait_at_most(self, seconds: float) -> None:
+        """Wait until `wake` is called, or for *seconds* (> 0) of real time at most.
+
+        On asyncio the time limit is a loop timer that fires the event, on trio a
+        cancel scope of trio's own: no exception is raised into the task when the
+        time runs out on asyncio, and no anyio scope is built on either (a waiting
+        rate limiter sleeps here once per admission).
+        """
+        event = self._event
+        loop = self._loop
+        if loop is None:
+            import trio
+
+            with trio.move_on_after(seconds):
+                await event.wait()
+            return
+        timer = loop.call_later(seconds, event.set)
+        try:
+            await event.wait()
+        finally:
+            timer.cancel()
 
 
 class ManualClock:

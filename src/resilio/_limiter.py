@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from . import _validate
-from ._clock import AsyncWaker, Clock, check_clock
+from ._clock import AsyncWaker, Clock, ManualClock, check_clock
 from ._errors import RateLimitExceeded
 from ._events import EventBus, RateLimited, check_bus, default_bus
 from ._guard import Guard
@@ -41,6 +41,7 @@ class RateLimiter(Guard):
         "_name",
         "_now",
         "_rate",
+        "_real_time",
         "_reject",
         "_waiters",
     )
@@ -67,6 +68,7 @@ class RateLimiter(Guard):
         self._name = _validate.text("name", name)
         self._clock = check_clock(clock)
         self._now = clock.monotonic
+        self._real_time = not isinstance(clock, ManualClock)
         self._bus = default_bus() if bus is None else check_bus(bus)
         self._lock = threading.Lock()
         self._waiters = WaitQueue()
@@ -299,7 +301,16 @@ class RateLimiter(Guard):
             queue.grant(head)
             granted = True
         if granted:
-            queue.wake_head()  # the new head arms its timer
+            # The new head must wake at its turn. On real time, its waker is told
+            # when (a task on this loop then sleeps on a timer armed here, without
+            # being resumed just to arm it); on a ManualClock it wakes to wait for
+            # virtual time.
+            head = queue.head()
+            if head is not None:
+                if self._real_time:
+                    head.waker.wake_after(self._ready_at(0.0, head.amount, now) - now)
+                else:
+                    head.waker.wake()
 
     def _remove(self, waiter: Waiter, now: float) -> None:
         """Take a waiter that is leaving out of the queue (lock held)."""

@@ -41,6 +41,10 @@ class SyncWaker:
         """Arm the waker again after it has fired."""
         self._event.clear()
 
+    def wake_after(self, seconds: float) -> None:
+        """Wake the waiting thread at once: it times its own wait (see `AsyncWaker`)."""
+        self._event.set()
+
     def wait(self, timeout: float | None = None) -> None:
         """Block until woken, or for at most *timeout* seconds of real time."""
         self._event.wait(timeout)
@@ -137,8 +141,7 @@ async def wait_async(clock: Clock, waker: AsyncWaker, deadline: float | None) ->
         if delay <= 0:
             await anyio.lowlevel.checkpoint()
         else:
-            with anyio.move_on_after(delay):
-                await waker.wait()
+            await waker.wait_at_most(delay)
 
 
 def wait_sync(clock: Clock, waker: SyncWaker, deadline: float | None, *, head: bool) -> None:
