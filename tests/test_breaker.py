@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import math
 import pickle
+import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, NoReturn
 
 import anyio
@@ -26,8 +28,10 @@ from resilio import (
     Event,
     EventBus,
     ManualClock,
+    RateLimitExceeded,
     RejectedError,
     ResilioError,
+    TokenBucket,
 )
 
 CLOSED = CircuitState.CLOSED
@@ -1393,3 +1397,343 @@ class TestPredicates:
 
 def _raise(exc: BaseException) -> None:
     raise exc
+
+
+class TestOverlappingCalls:
+    """The decorator reports every outcome, even when calls overlap."""
+
+    @pytest.mark.anyio
+    async def test_success_after_overlapping_failure_is_counted(self, clock: ManualClock) -> None:
+        """A call that started clean and succeeds after another failed resets the count."""
+        breaker = CircuitBreaker(clock=clock, bus=EventBus(), failure_threshold=2)
+        release = anyio.Event()
+
+        @breaker
+        async def slow_success() -> None:
+            await release.wait()
+
+        @breaker
+        async def afail() -> None:
+            raise Boom
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(slow_success)
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(Boom):
+                await afail()
+            release.set()
+        assert breaker.snapshot().consecutive_failures == 0
+        with pytest.raises(Boom):
+            await afail()
+        assert breaker.state is CLOSED
+
+    def test_sync_success_after_overlapping_failure_is_counted(self, clock: ManualClock) -> None:
+        """The same holds for a sync function running in another thread."""
+        breaker = CircuitBreaker(clock=clock, bus=EventBus(), failure_threshold=2)
+        started, release = threading.Event(), threading.Event()
+
+        @breaker
+        def slow_success() -> None:
+            started.set()
+            release.wait(5)
+
+        worker = threading.Thread(target=slow_success)
+        worker.start()
+        assert started.wait(5)
+        with pytest.raises(Boom):
+            breaker.call(fail)
+        release.set()
+        worker.join(5)
+        assert breaker.snapshot().consecutive_failures == 0
+
+
+class TestHealthCheckGeneration:
+    """A probe answers only for the open period it was started in."""
+
+    @pytest.mark.anyio
+    async def test_stale_probe_does_not_half_open_a_later_period(self, clock: ManualClock) -> None:
+        """A probe from an earlier open period that returns late changes nothing."""
+        breaker = CircuitBreaker(
+            clock=clock, bus=EventBus(), failure_threshold=1, success_threshold=1, open_timeout=10
+        )
+        probe_may_return = anyio.Event()
+        probes = 0
+
+        async def probe() -> bool:
+            nonlocal probes
+            probes += 1
+            if probes == 1:
+                await probe_may_return.wait()
+                return True
+            await anyio.sleep_forever()
+            return False  # pragma: no cover
+
+        with pytest.raises(Boom):
+            breaker.call(fail)
+        async with breaker.health_check(probe, interval=1):
+            await anyio.wait_all_tasks_blocked()
+            clock.advance(1)
+            await anyio.wait_all_tasks_blocked()
+            assert probes == 1
+            clock.advance(10)
+            breaker.call(lambda: None)  # half-open, then closed by one success
+            with pytest.raises(Boom):
+                breaker.call(fail)  # open again: a new period
+            probe_may_return.set()
+            await anyio.wait_all_tasks_blocked()
+            assert breaker.state is OPEN
+            with pytest.raises(CircuitOpenError):
+                breaker.call(lambda: None)
+
+    @pytest.mark.anyio
+    async def test_interval_takes_a_timedelta(self, clock: ManualClock) -> None:
+        """health_check(interval=timedelta(...)) probes at that interval."""
+        breaker = CircuitBreaker(clock=clock, bus=EventBus(), failure_threshold=1)
+        breaker.record_failure()
+        probed: list[float] = []
+
+        async def probe() -> None:
+            probed.append(clock.monotonic())
+
+        async with breaker.health_check(probe, interval=timedelta(seconds=2)):
+            await anyio.wait_all_tasks_blocked()
+            clock.advance(1)
+            await anyio.wait_all_tasks_blocked()
+            assert probed == []
+            clock.advance(1)
+            await anyio.wait_all_tasks_blocked()
+        assert probed == [2.0]
+        assert breaker.state is HALF_OPEN
+
+    @pytest.mark.anyio
+    async def test_interval_is_checked(self, clock: ManualClock) -> None:
+        """A bad interval names the parameter."""
+        breaker = CircuitBreaker(clock=clock, bus=EventBus())
+        with pytest.raises(ValueError, match="'interval'"):
+            async with breaker.health_check(lambda: None, interval=timedelta(0)):
+                pass  # pragma: no cover
+
+
+class TestPredicateErrors:
+    """A failure_on or ignore predicate that raises does not wedge the breaker."""
+
+    def test_raising_predicate_counts_a_failure_and_keeps_the_error(
+        self, clock: ManualClock, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The caller sees its own exception; the failure is counted."""
+
+        def predicate(exc: BaseException) -> bool:
+            raise RuntimeError("bad predicate")
+
+        breaker = CircuitBreaker(
+            clock=clock, bus=EventBus(), failure_on=predicate, failure_threshold=1
+        )
+        with pytest.raises(Boom):
+            breaker.call(fail)
+        assert breaker.state is OPEN
+        assert "failure_on/ignore raised" in caplog.text
+
+
+class TestHalfOpenRejection:
+    """A half-open breaker with its probe slots taken says so."""
+
+    def test_message_and_retry_after(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """The rejection says half-open, not open, and gives no time hint."""
+        breaker = make(name="db", failure_threshold=1, open_timeout=5)
+        breaker.record_failure()
+        clock.advance(5)
+        with breaker, pytest.raises(CircuitOpenError) as info:
+            breaker.call(succeed)
+        error = info.value
+        assert error.half_open
+        assert error.retry_after is None
+        assert str(error) == "'db' is half-open and its probe slots are taken"
+
+    def test_open_rejection_is_not_half_open(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """An open breaker's rejection says open and gives the time left."""
+        breaker = make(name="db", failure_threshold=1, open_timeout=5)
+        breaker.record_failure()
+        with pytest.raises(CircuitOpenError) as info:
+            breaker.call(succeed)
+        assert not info.value.half_open
+        assert str(info.value) == "'db' is open; retry after 5.000s"
+
+    @pytest.mark.anyio
+    async def test_async_half_open_rejection(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """``async with`` on a saturated half-open breaker raises the same rejection."""
+        breaker = make(failure_threshold=1, open_timeout=5)
+        breaker.record_failure()
+        clock.advance(5)
+        async with breaker:
+            with pytest.raises(CircuitOpenError, match="half-open") as info:
+                async with breaker:
+                    pass  # pragma: no cover
+        assert info.value.half_open
+
+
+class TestNeutralRejections:
+    """resilio's own rejections inside a guarded call count neither way by default."""
+
+    def test_inner_breaker_rejection_does_not_trip(
+        self, make: Callable[..., CircuitBreaker]
+    ) -> None:
+        """An open inner breaker's CircuitOpenError does not trip the outer breaker."""
+        outer = make(name="outer", failure_threshold=2)
+        inner = make(name="inner", failure_threshold=1)
+        inner.force_open()
+        for _ in range(5):
+            with pytest.raises(CircuitOpenError):
+                outer.call(inner.call, succeed)
+        assert outer.state is CLOSED
+
+    def test_rejecting_bucket_inside_does_not_trip(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """A reject=True bucket's RateLimitExceeded counts neither way."""
+        outer = make(failure_threshold=2)
+        bucket = TokenBucket(1, 1, reject=True, clock=clock, bus=EventBus())
+        outer.call(bucket.call, succeed)
+        for _ in range(5):
+            with pytest.raises(RateLimitExceeded):
+                outer.call(bucket.call, succeed)
+        assert outer.state is CLOSED
+
+    def test_rejections_are_not_successes_either(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """With failure_on=(ConnectionError,), rejections do not hide real failures."""
+        breaker = make(failure_threshold=3, failure_on=(ConnectionError,))
+        bucket = TokenBucket(1, 1, reject=True, clock=clock, bus=EventBus())
+
+        def down() -> None:
+            raise ConnectionError
+
+        bucket.try_acquire()
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                breaker.call(down)
+            with pytest.raises(RateLimitExceeded):
+                breaker.call(bucket.call, succeed)
+        assert breaker.snapshot().consecutive_failures == 2
+        with pytest.raises(ConnectionError):
+            breaker.call(down)
+        assert breaker.state is OPEN
+
+    @pytest.mark.parametrize("named", [RateLimitExceeded, RejectedError, (KeyError, RejectedError)])
+    def test_failure_on_may_name_them(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock, named: Any
+    ) -> None:
+        """A rejection class (or a base below ResilioError) named in failure_on counts."""
+        breaker = make(failure_threshold=2, failure_on=named)
+        bucket = TokenBucket(1, 1, reject=True, clock=clock, bus=EventBus())
+        bucket.try_acquire()
+        for _ in range(2):
+            with pytest.raises(RateLimitExceeded):
+                breaker.call(bucket.call, succeed)
+        assert breaker.state is OPEN
+
+    @pytest.mark.parametrize("named", [Exception, ResilioError, lambda exc: True])
+    def test_broad_failure_on_does_not_name_them(
+        self, make: Callable[..., CircuitBreaker], named: Any
+    ) -> None:
+        """Exception, ResilioError or a predicate do not name rejections explicitly."""
+        breaker = make(failure_threshold=1, failure_on=named)
+        inner = make(name="inner")
+        inner.force_open()
+        with pytest.raises(CircuitOpenError):
+            breaker.call(inner.call, succeed)
+        assert breaker.state is CLOSED
+
+    def test_neutral_rejection_gives_back_the_probe_slot(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """A rejection inside a probe frees its slot and leaves the breaker half-open."""
+        breaker = make(failure_threshold=1, open_timeout=5)
+        breaker.record_failure()
+        clock.advance(5)
+        inner = make(name="inner")
+        inner.force_open()
+        with pytest.raises(CircuitOpenError):
+            breaker.call(inner.call, succeed)
+        snap = breaker.snapshot()
+        assert snap.state is HALF_OPEN
+        assert snap.half_open_calls == 0
+        breaker.call(succeed)
+        assert breaker.snapshot().consecutive_successes == 1
+
+    @pytest.mark.anyio
+    async def test_async_forms_are_neutral_too(self, make: Callable[..., CircuitBreaker]) -> None:
+        """Decorator, ``async with`` and call_async() all leave rejections uncounted."""
+        breaker = make(failure_threshold=1)
+        inner = make(name="inner")
+        inner.force_open()
+
+        @breaker
+        async def guarded() -> None:
+            await inner.call_async(asucceed)
+
+        with pytest.raises(CircuitOpenError):
+            await guarded()
+        with pytest.raises(CircuitOpenError):
+            async with breaker:
+                await inner.call_async(asucceed)
+        with pytest.raises(CircuitOpenError):
+            await breaker.call_async(inner.call_async, asucceed)
+        assert breaker.state is CLOSED
+
+
+async def asucceed() -> str:
+    return "ok"
+
+
+class TestConstructionErrors:
+    """Mistakes in configuration fail at construction, naming what is wrong."""
+
+    def test_huge_number_names_the_parameter(self) -> None:
+        """An int too large for a float is a ValueError naming the parameter."""
+        with pytest.raises(ValueError, match="'open_timeout'"):
+            CircuitBreaker(open_timeout=10**400)
+
+    def test_decorator_without_parentheses(self) -> None:
+        """@CircuitBreaker on a function says to write @CircuitBreaker()."""
+        with pytest.raises(TypeError, match=r"use @CircuitBreaker\(\)"):
+            CircuitBreaker(succeed)  # type: ignore[misc]
+
+    @pytest.mark.parametrize("param", ["failure_on", "ignore"])
+    @pytest.mark.parametrize("value", ["ConnectionError", b"ConnectionError"])
+    def test_strings_are_refused(self, param: str, value: Any) -> None:
+        """A str or bytes is refused whole, not read as its characters."""
+        with pytest.raises(TypeError, match=f"'{param}'.*string"):
+            CircuitBreaker(**{param: value})
+
+    @pytest.mark.parametrize("param", ["failure_on", "ignore"])
+    @pytest.mark.parametrize("value", [KeyboardInterrupt, (ValueError, SystemExit)])
+    def test_non_exception_classes_are_refused(self, param: str, value: Any) -> None:
+        """A BaseException subclass outside Exception could never match."""
+        with pytest.raises(ValueError, match=f"'{param}'.*never match"):
+            CircuitBreaker(**{param: value})
+
+    def test_open_timeout_takes_a_timedelta(
+        self, make: Callable[..., CircuitBreaker], clock: ManualClock
+    ) -> None:
+        """open_timeout=timedelta(...) is that many seconds."""
+        breaker = make(failure_threshold=1, open_timeout=timedelta(minutes=1))
+        breaker.record_failure()
+        assert breaker.snapshot().retry_after == 60.0
+        clock.advance(59.5)
+        with pytest.raises(CircuitOpenError):
+            breaker.call(succeed)
+        clock.advance(0.5)
+        breaker.call(succeed)
+        assert breaker.state is HALF_OPEN
+
+    def test_zero_timedelta_is_refused(self) -> None:
+        """A timedelta is checked like seconds."""
+        with pytest.raises(ValueError, match="'open_timeout'"):
+            CircuitBreaker(open_timeout=timedelta(0))

@@ -502,3 +502,16 @@ class TestManualClockAsync:
             assert "sleepers=1" in repr(clock)
             clock.advance(1.0)
         assert "sleepers=0" in repr(clock)
+
+
+class TestManualClockRace:
+    """A sleeper whose deadline passed before it was scheduled still wakes."""
+
+    @pytest.mark.anyio
+    async def test_past_deadline_wakes_at_once(self, clock: ManualClock) -> None:
+        """schedule() of a deadline already reached fires immediately."""
+        fired = anyio.Event()
+        clock.advance(10)
+        clock.schedule(5, fired.set)
+        with anyio.fail_after(1):
+            await fired.wait()

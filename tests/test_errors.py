@@ -16,6 +16,7 @@ from resilio import (
     RejectedError,
     ResilioError,
 )
+from resilio._errors import MisuseError
 
 EXPORTED_ERRORS: list[type[BaseException]] = [
     obj
@@ -145,3 +146,46 @@ class TestPickle:
         clone = copy.deepcopy(error)
         assert type(clone) is cls
         assert clone.args == error.args
+
+
+class TestHalfOpenRejection:
+    """A half-open CircuitOpenError says so, and keeps its flag through pickling."""
+
+    def test_message(self) -> None:
+        """The message says half-open and probe slots, not open."""
+        error = CircuitOpenError("db", None, half_open=True)
+        assert error.half_open
+        assert str(error) == "'db' is half-open and its probe slots are taken"
+        assert not CircuitOpenError("db", 1.0).half_open
+
+    def test_built_like_the_hot_path_builds_it(self) -> None:
+        """__new__ with the positional flag (no __init__) gives the same error."""
+        error = CircuitOpenError.__new__(CircuitOpenError, "db", None, True)
+        assert error.half_open
+        assert error.name == "db"
+        assert error.retry_after is None
+
+    @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+    def test_pickles(self, protocol: int) -> None:
+        """The flag, the name and the message survive pickling."""
+        error = CircuitOpenError(name="db", retry_after=None, half_open=True)
+        clone = pickle.loads(pickle.dumps(error, protocol=protocol))
+        assert clone.half_open
+        assert clone.args == error.args
+        assert str(clone) == str(error)
+
+
+class TestMisuseError:
+    """The error of a guard used in a way that cannot work."""
+
+    def test_is_a_type_error_and_a_resilio_error(self) -> None:
+        """Code catching TypeError still catches it."""
+        assert issubclass(MisuseError, TypeError)
+        assert issubclass(MisuseError, ResilioError)
+        assert not issubclass(MisuseError, RejectedError)
+
+    def test_pickles(self) -> None:
+        """It round-trips through pickle with its message."""
+        clone = pickle.loads(pickle.dumps(MisuseError("use call_async()")))
+        assert type(clone) is MisuseError
+        assert str(clone) == "use call_async()"

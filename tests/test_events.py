@@ -410,3 +410,59 @@ class TestThreads:
         bus.publish(ping())
         assert seen == [-1]
         keep()
+
+
+class TestSequence:
+    """The bus numbers the events it delivers."""
+
+    def test_numbers_start_at_one_and_increase(self, bus: EventBus) -> None:
+        """Each delivered event gets the bus's next number, whatever its class."""
+        seen: list[Event] = []
+        bus.subscribe(Event, seen.append)
+        bus.publish(ping(1))
+        bus.publish(Other(source="x", at=0.0))
+        bus.publish(ping(2))
+        assert [e.seq for e in seen] == [1, 2, 3]
+
+    def test_undelivered_events_take_no_number(self, bus: EventBus) -> None:
+        """An event nobody receives keeps seq 0 and uses no number."""
+        seen: list[Event] = []
+        bus.subscribe(Ping, seen.append)
+        lost = Other(source="x", at=0.0)
+        bus.publish(lost)
+        bus.publish(ping())
+        assert lost.seq == 0
+        assert [e.seq for e in seen] == [1]
+
+    def test_numbers_are_per_bus(self) -> None:
+        """Two buses count independently."""
+        first, second = EventBus(), EventBus()
+        seen: list[Event] = []
+        first.subscribe(Event, seen.append)
+        second.subscribe(Event, seen.append)
+        first.publish(ping())
+        second.publish(ping())
+        assert [e.seq for e in seen] == [1, 1]
+
+    def test_seq_takes_no_part_in_equality(self, bus: EventBus) -> None:
+        """A delivered event equals an undelivered one that says the same thing."""
+        bus.subscribe(Event, lambda e: None)
+        delivered = ping(3)
+        bus.publish(delivered)
+        assert delivered.seq == 1
+        assert delivered == ping(3)
+        assert hash(delivered) == hash(ping(3))
+
+    def test_numbers_are_unique_across_threads(self, bus: EventBus) -> None:
+        """Eight threads publishing at once never share a number."""
+        seen: list[Event] = []
+        bus.subscribe(Event, seen.append)
+        threads = [
+            threading.Thread(target=lambda: [bus.publish(ping(i)) for i in range(500)])
+            for _ in range(8)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert sorted(e.seq for e in seen) == list(range(1, 4001))

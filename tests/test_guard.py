@@ -32,8 +32,10 @@ from resilio import (
     CircuitOpenError,
     CircuitState,
     EventBus,
+    LeakyBucket,
     ManualClock,
     SlidingWindowBreaker,
+    TokenBucket,
 )
 
 OPEN_TIMEOUT = 10.0
@@ -812,3 +814,198 @@ class TestEventLoops:
         asyncio.run(scenario())
         trio.run(scenario)
         assert _LOOP_BREAKER.state is CircuitState.CLOSED
+
+
+class TestOrphanedBlocks:
+    """A ``with`` block left from another task still settles its permit."""
+
+    @pytest.mark.anyio
+    async def test_async_generator_closed_elsewhere(self, clock: ManualClock) -> None:
+        """Closing a generator that holds a half-open probe slot frees the slot."""
+        breaker = half_open(clock, EventBus())
+
+        async def stream() -> AsyncGenerator[int, None]:
+            async with breaker:
+                yield 1
+                yield 2
+
+        gen = stream()
+        entered = anyio.Event()
+
+        async def consume() -> None:
+            await gen.__anext__()
+            entered.set()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(consume)
+            await entered.wait()
+        assert_probes(breaker, running=1, successes=0)
+        await gen.aclose()
+        assert_probes(breaker, running=0, successes=0)
+        assert breaker.call(lambda: 3) == 3
+
+
+async def _async_noop() -> None:
+    pass
+
+
+def _numbers() -> Iterator[int]:
+    yield 1
+
+
+async def _async_numbers() -> AsyncGenerator[int, None]:
+    yield 1
+
+
+class TestMisuse:
+    """A form used in a way that cannot work raises TypeError and counts neither way."""
+
+    def test_call_with_async_function_is_type_error(self, clock: ManualClock) -> None:
+        """call() refuses a coroutine function instead of returning an unawaited coroutine."""
+        breaker = CircuitBreaker(clock=clock, bus=EventBus())
+        with pytest.raises(TypeError, match="call_async"):
+            breaker.call(_async_noop)
+
+    def test_decorating_a_generator_function_is_refused(self, clock: ManualClock) -> None:
+        """Decorating a generator function is a TypeError at decoration."""
+        breaker = CircuitBreaker(clock=clock, bus=EventBus())
+        with pytest.raises(TypeError, match="generators"):
+            breaker(_numbers)
+
+    @pytest.mark.parametrize("kind", BREAKER_KINDS)
+    def test_call_misuse_gives_back_the_probe_slot(self, clock: ManualClock, kind: str) -> None:
+        """call(async_fn) on a half-open breaker frees the probe slot and counts nothing."""
+        breaker = half_open(clock, EventBus(), kind=kind)
+        for _ in range(3):
+            with pytest.raises(TypeError, match="call_async"):
+                breaker.call(_async_noop)
+            assert_probes(breaker, running=0, successes=0)
+        breaker.call(noop)
+        assert_probes(breaker, running=0, successes=1)
+
+    @pytest.mark.parametrize("kind", BREAKER_KINDS)
+    @pytest.mark.anyio
+    async def test_call_async_misuse_gives_back_the_probe_slot(
+        self, clock: ManualClock, kind: str
+    ) -> None:
+        """call_async(plain_fn) on a half-open breaker frees the probe slot, counts nothing."""
+        breaker = half_open(clock, EventBus(), kind=kind)
+        ran: list[int] = []
+        for _ in range(3):
+            with pytest.raises(TypeError, match="call_async"):
+                await breaker.call_async(ran.append, 1)  # type: ignore[arg-type]
+            assert_probes(breaker, running=0, successes=0)
+        assert await breaker.call_async(_double, 2) == 4
+        assert_probes(breaker, running=0, successes=1)
+
+    @pytest.mark.parametrize("kind", BREAKER_KINDS)
+    @pytest.mark.anyio
+    async def test_misuse_does_not_open_a_closed_breaker(
+        self, clock: ManualClock, kind: str
+    ) -> None:
+        """Two mistakes in the calling code do not open a breaker that trips on two failures."""
+        breaker: Breaker = (
+            CircuitBreaker(failure_threshold=2, clock=clock, bus=EventBus())
+            if kind == "circuit"
+            else SlidingWindowBreaker(window_size=2, min_calls=2, clock=clock, bus=EventBus())
+        )
+        for _ in range(3):
+            with pytest.raises(TypeError):
+                breaker.call(_async_noop)
+            with pytest.raises(TypeError):
+                await breaker.call_async(noop)  # type: ignore[arg-type]
+        assert breaker.state is CircuitState.CLOSED
+        if isinstance(breaker, SlidingWindowBreaker):
+            assert breaker.snapshot().calls == 0
+
+    @pytest.mark.parametrize("kind", BREAKER_KINDS)
+    @pytest.mark.parametrize("fn", [_numbers, _async_numbers], ids=["gen", "asyncgen"])
+    @pytest.mark.anyio
+    async def test_generator_functions_are_refused_by_call_forms(
+        self, clock: ManualClock, kind: str, fn: Callable[[], Any]
+    ) -> None:
+        """call() and call_async() refuse generator functions, neutrally."""
+        breaker = half_open(clock, EventBus(), kind=kind)
+        with pytest.raises(TypeError, match="generators"):
+            breaker.call(fn)
+        with pytest.raises(TypeError, match="generators"):
+            await breaker.call_async(fn)
+        assert_probes(breaker, running=0, successes=0)
+
+    @pytest.mark.parametrize("fn", [_numbers, _async_numbers], ids=["gen", "asyncgen"])
+    @pytest.mark.anyio
+    async def test_buckets_refuse_generator_functions(
+        self, clock: ManualClock, fn: Callable[[], Any]
+    ) -> None:
+        """The rate limiters share the guard: their call forms refuse generators too."""
+        for kind in (TokenBucket, LeakyBucket):
+            with pytest.raises(TypeError, match="generators"):
+                kind(10, 10, clock=clock, bus=EventBus()).call(fn)
+            with pytest.raises(TypeError, match="generators"):
+                await kind(10, 10, clock=clock, bus=EventBus()).call_async(fn)
+            with pytest.raises(TypeError, match="generators"):
+                kind(10, 10, clock=clock, bus=EventBus())(fn)
+
+    def test_a_function_returning_a_generator_is_a_plain_call(self, clock: ManualClock) -> None:
+        """call() of a plain function that returns a generator returns it, as a success."""
+        breaker = CircuitBreaker(failure_threshold=1, clock=clock, bus=EventBus())
+        assert list(breaker.call(lambda: (i for i in range(2)))) == [0, 1]
+        assert breaker.state is CircuitState.CLOSED
+
+    @pytest.mark.anyio
+    async def test_call_async_accepts_a_plain_function_returning_an_awaitable(
+        self, clock: ManualClock
+    ) -> None:
+        """call_async() awaits what fn returns, whatever kind of callable made it."""
+        breaker = CircuitBreaker(clock=clock, bus=EventBus())
+        assert await breaker.call_async(lambda: _double(4)) == 8
+
+    @pytest.mark.anyio
+    async def test_inner_misuse_is_neutral_for_an_outer_breaker(self, clock: ManualClock) -> None:
+        """A misuse error raised by an inner guard counts neither way for the outer breaker."""
+        outer = half_open(clock, EventBus())
+        inner = CircuitBreaker(clock=clock, bus=EventBus())
+        with pytest.raises(TypeError):
+            outer.call(inner.call, _async_noop)
+        assert_probes(outer, running=0, successes=0)
+
+
+class TestQuietSuccess:
+    """Every form skips reporting a clean success, yet never loses one that matters."""
+
+    @pytest.mark.parametrize("form", ["with", "call"])
+    def test_success_after_overlapping_failure_is_counted(
+        self, clock: ManualClock, form: str
+    ) -> None:
+        """A block entered clean that succeeds after another call failed resets the count."""
+        breaker = CircuitBreaker(failure_threshold=2, clock=clock, bus=EventBus())
+
+        def fail_once() -> None:
+            with pytest.raises(ZeroDivisionError):
+                breaker.call(lambda: 1 / 0)
+
+        if form == "with":
+            with breaker:
+                fail_once()
+        else:
+            breaker.call(fail_once)
+        assert breaker.snapshot().consecutive_failures == 0
+        fail_once()
+        assert breaker.state is CircuitState.CLOSED
+
+    @pytest.mark.anyio
+    async def test_async_block_success_after_overlapping_failure_is_counted(
+        self, clock: ManualClock
+    ) -> None:
+        """The same holds for ``async with`` and call_async()."""
+        breaker = CircuitBreaker(failure_threshold=2, clock=clock, bus=EventBus())
+
+        async def fail_once() -> None:
+            with pytest.raises(ZeroDivisionError):
+                breaker.call(lambda: 1 / 0)
+
+        async with breaker:
+            await fail_once()
+        assert breaker.snapshot().consecutive_failures == 0
+        await breaker.call_async(fail_once)
+        assert breaker.snapshot().consecutive_failures == 0

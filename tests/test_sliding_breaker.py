@@ -698,3 +698,120 @@ class TestConfiguration:
         """Values on the edge of their range are valid."""
         breaker = SlidingWindowBreaker(clock=clock, **options)
         assert breaker.state is CLOSED
+
+
+class TestSlidingReset:
+    """reset() empties the window, whatever runs concurrently."""
+
+    def test_reset_clears_fast_path_before_new_counter(self, clock: ManualClock) -> None:
+        """After reset, a token from before it does not tick the new window."""
+        breaker = SlidingWindowBreaker(clock=clock, bus=EventBus(), window_size=4, min_calls=2)
+        for _ in range(4):
+            breaker.call(lambda: None)
+        token = breaker._free
+        breaker.reset()
+        breaker._on_success(token)
+        assert breaker.snapshot().calls == 0
+
+
+class TestConstructionErrors:
+    """Options that cannot work together, or values that cannot work, fail at construction."""
+
+    @pytest.mark.parametrize("size", [10, 100])
+    def test_window_size_with_window_duration(self, clock: ManualClock, size: int) -> None:
+        """window_size given with window_duration is refused, even at its default value."""
+        with pytest.raises(ValueError, match=f"'window_size'.*window_size={size}.*=5"):
+            SlidingWindowBreaker(clock=clock, window_size=size, window_duration=5)
+
+    def test_slow_call_threshold_without_duration(self, clock: ManualClock) -> None:
+        """slow_call_rate_threshold means nothing without slow_call_duration."""
+        with pytest.raises(ValueError, match=r"'slow_call_rate_threshold'.*0\.5"):
+            SlidingWindowBreaker(clock=clock, slow_call_rate_threshold=0.5)
+
+    @pytest.mark.parametrize("duration", [5e-324, 1e-310, 1e-9, 0.000999])
+    def test_tiny_window_duration(self, clock: ManualClock, duration: float) -> None:
+        """A window under 1 ms is a ValueError naming the parameter, not a crash later."""
+        with pytest.raises(ValueError, match=r"'window_duration' must be >= 0\.001"):
+            SlidingWindowBreaker(clock=clock, window_duration=duration)
+
+    def test_decorator_without_parentheses(self) -> None:
+        """@SlidingWindowBreaker on a function says to write @SlidingWindowBreaker()."""
+        with pytest.raises(TypeError, match=r"use @SlidingWindowBreaker\(\)"):
+            SlidingWindowBreaker(succeed)  # type: ignore[misc]
+
+    @pytest.mark.parametrize("param", ["failure_on", "ignore"])
+    @pytest.mark.parametrize("value", ["Boom", b"Boom"])
+    def test_strings_are_refused(self, param: str, value: Any) -> None:
+        """A str or bytes is refused whole, not read as its characters."""
+        with pytest.raises(TypeError, match=f"'{param}'.*string"):
+            SlidingWindowBreaker(**{param: value})
+
+    @pytest.mark.parametrize("param", ["failure_on", "ignore"])
+    @pytest.mark.parametrize("value", [GeneratorExit, (Boom, KeyboardInterrupt)])
+    def test_non_exception_classes_are_refused(self, param: str, value: Any) -> None:
+        """A BaseException subclass outside Exception could never match."""
+        with pytest.raises(ValueError, match=f"'{param}'.*never match"):
+            SlidingWindowBreaker(**{param: value})
+
+
+class TestDurationsAsTimedelta:
+    """Every duration takes a datetime.timedelta."""
+
+    def test_window_duration(self, make: Callable[..., SlidingWindowBreaker]) -> None:
+        """window_duration=timedelta(minutes=1) is a 60 s window."""
+        breaker = make(window_duration=timedelta(minutes=1), min_calls=1)
+        assert "60s window" in repr(breaker)
+
+    def test_slow_call_duration(
+        self, make: Callable[..., SlidingWindowBreaker], clock: ManualClock
+    ) -> None:
+        """slow_call_duration=timedelta(...) is that many seconds."""
+        breaker = make(window_size=4, min_calls=4, slow_call_duration=timedelta(seconds=2))
+        slow_call(breaker, clock, 1.5, ok=True)
+        slow_call(breaker, clock, 2.0, ok=True)
+        assert window(breaker) == (2, 0, 1)
+
+    def test_open_timeout(
+        self, make: Callable[..., SlidingWindowBreaker], clock: ManualClock
+    ) -> None:
+        """open_timeout=timedelta(...) is that many seconds."""
+        breaker = make(window_size=1, min_calls=1, open_timeout=timedelta(seconds=90))
+        drive(breaker, "F")
+        assert breaker.snapshot().retry_after == 90.0
+
+
+class TestNeutralRejections:
+    """resilio's rejections and misuse inside a call leave the window untouched."""
+
+    def test_rejections_are_not_outcomes(self, make: Callable[..., SlidingWindowBreaker]) -> None:
+        """An inner breaker's rejection is neither a failure nor a success in the window."""
+        breaker = make(window_size=4, min_calls=2)
+        inner = make(name="inner", window_size=4, min_calls=1)
+        inner.force_open()
+        for _ in range(5):
+            with pytest.raises(CircuitOpenError):
+                breaker.call(inner.call, succeed)
+        assert window(breaker) == (0, 0, 0)
+        assert breaker.state is CLOSED
+
+    def test_failure_on_may_name_them(self, make: Callable[..., SlidingWindowBreaker]) -> None:
+        """A rejection class named in failure_on counts as a failure."""
+        breaker = make(window_size=2, min_calls=2, failure_on=(Boom, CircuitOpenError))
+        inner = make(name="inner", window_size=4, min_calls=1)
+        inner.force_open()
+        for _ in range(2):
+            with pytest.raises(CircuitOpenError):
+                breaker.call(inner.call, succeed)
+        assert breaker.state is OPEN
+
+    def test_half_open_rejection(
+        self, make: Callable[..., SlidingWindowBreaker], clock: ManualClock
+    ) -> None:
+        """A saturated half-open window breaker rejects with a half-open error."""
+        breaker = make(name="w", window_size=1, min_calls=1, open_timeout=1)
+        drive(breaker, "F")
+        clock.advance(1)
+        with breaker, pytest.raises(CircuitOpenError, match="'w' is half-open") as info:
+            breaker.call(succeed)
+        assert info.value.half_open
+        assert info.value.retry_after is None

@@ -7,6 +7,8 @@ often, so races show up; nothing waits on wall-clock time except generous timeou
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import random
 import sys
 import threading
@@ -364,3 +366,62 @@ class TestNoLockAcrossTheCall:
         assert breaker.state is state
         if state is HALF_OPEN:
             assert breaker.snapshot().consecutive_successes == 2  # type: ignore[attr-defined]
+
+
+class TestOrderedStateChanges:
+    """State changes reach subscribers in the order they happened."""
+
+    @pytest.mark.parametrize("kind", BREAKERS)
+    def test_each_new_state_is_the_next_old_state(self, clock: ManualClock, kind: str) -> None:
+        """Eight threads tripping, probing, resetting and forcing: the events form one chain."""
+        bus = EventBus()
+        seen: list[CircuitStateChanged] = []
+        bus.subscribe(CircuitStateChanged, seen.append)
+        breaker = make_breaker(
+            kind,
+            clock,
+            bus,
+            failure_threshold=1,
+            success_threshold=1,
+            open_timeout=0.5,
+            half_open_max_calls=2,
+            failure_on=Boom,
+        )
+
+        def work(index: int) -> None:
+            rng = random.Random(index)
+            for i in range(600):
+                if index == 0 and i % 5 == 0:
+                    clock.advance(0.25)
+                roll = rng.random()
+                if roll < 0.03:
+                    breaker.reset()
+                elif roll < 0.04:
+                    breaker.force_open()
+                    breaker.reset()
+                else:
+                    with contextlib.suppress(CircuitOpenError):
+                        run_one(breaker, "fail" if roll < 0.5 else "ok", FORMS[i % 3])
+
+        hammer(work)
+        assert len(seen) > 200
+        assert [e.seq for e in seen] == sorted(e.seq for e in seen)
+        broken = [(a, b) for a, b in itertools.pairwise(seen) if a.new is not b.old]
+        assert broken == []
+        assert seen[-1].new is breaker.state
+
+    def test_a_handler_may_change_the_state(self, clock: ManualClock) -> None:
+        """A handler that resets the breaker it hears from sees its own change next."""
+        bus = EventBus()
+        seen: list[tuple[Any, Any]] = []
+        breaker = CircuitBreaker(failure_threshold=1, clock=clock, bus=bus)
+
+        def on_change(event: CircuitStateChanged) -> None:
+            seen.append((event.old, event.new))
+            if event.new is OPEN:
+                breaker.reset()
+
+        bus.subscribe(CircuitStateChanged, on_change)
+        breaker.record_failure()
+        assert seen == [(CLOSED, OPEN), (OPEN, CLOSED)]
+        assert breaker.state is CLOSED
