@@ -2,7 +2,9 @@
 
 A breaker guards a flaky "payments" dependency. Three failures in a row trip it; while
 it is open, calls are rejected at once with ``CircuitOpenError`` and a ``retry_after``;
-once ``open_timeout`` has passed, probe calls find out whether the dependency is back.
+once ``open_timeout`` has passed, probe calls find out whether the dependency is back
+(other calls meanwhile are told the breaker is half-open). A rate limiter's rejections
+inside the breaker count neither as failures nor as successes.
 Time is a ``ManualClock``, so the ten-second timeout passes instantly.
 
 Run it with ``python examples/breaker_basics.py``.
@@ -20,6 +22,8 @@ from resilio import (
     CircuitStateChanged,
     EventBus,
     ManualClock,
+    RateLimitExceeded,
+    TokenBucket,
 )
 
 clock = ManualClock()  # virtual time: nothing in this example waits
@@ -75,7 +79,7 @@ def attempt(label: str, fn: Callable[..., object], *args: object) -> None:
     """Run one call and print how it ended."""
     try:
         result = fn(*args)
-    except CircuitOpenError as exc:
+    except (CircuitOpenError, RateLimitExceeded) as exc:
         print(f"  {label}: rejected, {exc} (retry_after={exc.retry_after})")
     except ConnectionError as exc:
         print(f"  {label}: failed, {exc}")
@@ -100,12 +104,20 @@ def main() -> None:
     attempt("call()", breaker.call, payments.ping)  # 2. breaker.call(fn, *args)
     with breaker:  # 3. a with-block: an exception inside counts as a failure
         print(f"  with-block: {payments.ping()}")
+        # The block holds the only probe slot: other calls are rejected meanwhile.
+        attempt("charge during the probe", charge, 1)
     print(f"  state: {breaker.state}")
 
     print("4. Closed again: everything passes.")
     attempt("charge", charge, 20)
     attempt("refund (async, via anyio.run)", anyio.run, refund, 7)
     print(f"  {breaker!r}")
+
+    print("5. A rate limiter's rejections inside the breaker count neither way.")
+    bucket = TokenBucket(1, 1, reject=True, clock=clock, bus=bus)
+    for i in range(5):
+        attempt(f"call #{i + 1}", breaker.call, bucket.call, payments.ping)
+    print(f"  state: {breaker.state}, {breaker.snapshot().consecutive_failures} failures")
 
 
 if __name__ == "__main__":
