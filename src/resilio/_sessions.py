@@ -361,14 +361,13 @@ class SessionManager:
             msg = f"'id' is taken by a live session: {id!r}"
             raise ValueError(msg)
         now = self._now()
+        session = self._reserve.pop() if self._reserve else self._blank()
         if heartbeat is None and self._max_lifetime is None:
-            session = self._blank()
             session._start(id, data, now, ttl, hooks, None)
             deadline = _INF if ttl is None else now + ttl
         else:
             lifetime = _INF if self._max_lifetime is None else now + self._max_lifetime
             span = _INF if heartbeat is None else heartbeat * missed
-            session = self._blank()
             session._start(id, data, now, ttl, hooks, (lifetime, span, now))
             deadline = session._deadline()[0]
         evicted = None
