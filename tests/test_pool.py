@@ -1,9 +1,11 @@
 """WorkerPool: bounded concurrency on a fixed set of workers, backpressure in FIFO order,
 rejections, failure isolation, ordered lazy `map`, drain and cancel on shutdown,
-resizing, thread offload for sync callables, cancelled submitters, configuration checks.
+resizing, thread offload for sync callables, cancelled submitters and callers,
+configuration checks, and generated interleavings of all of these.
 
 Tasks are ordered with anyio.Event gates and anyio.wait_all_tasks_blocked(); nothing
-sleeps, except a few milliseconds at a time while a worker thread must run.
+sleeps, except a few milliseconds at a time while a worker thread must run. A bound on
+real time (`HANG`) appears only where a hang is what a test looks for.
 """
 
 from __future__ import annotations
