@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import anyio
 import anyio.lowlevel
@@ -51,7 +52,7 @@ class Line:
         self.cancelled: list[str] = []
 
     async def join(
-        self, name: str, n: float = 1, timeout: float | None = None
+        self, name: str, n: float = 1, timeout: float | timedelta | None = None
     ) -> anyio.CancelScope:
         """Start a task that acquires *n*; return once it is blocked, with its cancel scope."""
         scope = anyio.CancelScope()

@@ -26,6 +26,8 @@ steps = st.one_of(
     st.sampled_from([0.0, 0.1, 0.25, 1 / 3, 1.0]),
 )
 fractions = st.floats(min_value=0.0, max_value=1.0)
+# How far from an exact turn a clock step may land: the float dust of real arithmetic.
+dusts = st.sampled_from([-5e-10, -1e-12, -1e-16, 0.0, 1e-16, 1e-12, 5e-10])
 
 
 class TokenBucketMachine(RuleBasedStateMachine):
@@ -60,7 +62,7 @@ class TokenBucketMachine(RuleBasedStateMachine):
         if abs(self.tokens - n) > NOISE:
             assert got == (self.tokens > n)
         if got:
-            self.tokens -= n
+            self.tokens = max(0.0, self.tokens - n)
             assert len(self.refusals) == before
         else:
             (event,) = self.refusals[before:]
@@ -72,6 +74,14 @@ class TokenBucketMachine(RuleBasedStateMachine):
 
     @rule(seconds=steps)
     def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self.tokens = min(self.capacity, self.tokens + seconds * self.rate)
+
+    @rule(fraction=fractions, dust=dusts)
+    def advance_to_a_turn(self, fraction: float, dust: float) -> None:
+        """Move the clock to within float dust of the moment a request of n can be met."""
+        n = min(self.capacity, 1.0 + fraction * (self.capacity - 1.0))
+        seconds = max(0.0, (n - self.tokens) / self.rate + dust)
         self.clock.advance(seconds)
         self.tokens = min(self.capacity, self.tokens + seconds * self.rate)
 
@@ -91,7 +101,8 @@ class TokenBucketMachine(RuleBasedStateMachine):
     def level_matches_the_model(self) -> None:
         bucket = self.built()
         assert bucket.available == pytest.approx(self.tokens, rel=1e-9, abs=NOISE)
-        assert bucket.available <= self.capacity
+        assert 0.0 <= bucket.available <= self.capacity
+        assert " -" not in repr(bucket)  # never a negative level, not even -0.00
         assert (bucket.rate, bucket.capacity, bucket.waiting) == (self.rate, self.capacity, 0)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -312,6 +313,21 @@ class TestTimeout:
         with pytest.raises(error, match="'timeout'"):
             bucket.acquire_sync(timeout=timeout)
         assert bucket.try_acquire()  # nothing was taken
+
+    async def test_timeout_takes_a_timedelta(
+        self, make: Callable[..., LeakyBucket], clock: ManualClock
+    ) -> None:
+        """A timedelta timeout is the same number of seconds, for both forms."""
+        bucket = make()
+        bucket.acquire_sync()
+        with anyio.fail_after(5), pytest.raises(RateLimitExceeded):
+            await bucket.acquire(timeout=timedelta(milliseconds=200))
+        with pytest.raises(ValueError, match="'timeout'"):
+            await bucket.acquire(timeout=timedelta(seconds=-1))
+        async with line_of(bucket, clock) as line:
+            await line.join("a", timeout=timedelta(milliseconds=250))
+            await line.advance_to(0.25)
+            assert line.served == [("a", 0.25)]
 
 
 @pytest.mark.anyio
@@ -639,6 +655,68 @@ class TestGuard:
         assert info.value.retry_after == 0.25
         assert ran == ["x"]
         assert bucket.waiting == 0
+
+
+@pytest.mark.anyio
+class TestNoBlockingOnALoop:
+    """A sync form that would wait, on a thread running an event loop, refuses to block it."""
+
+    @pytest.mark.parametrize("form", ["acquire_sync", *SYNC_FORMS])
+    async def test_a_sync_form_that_would_wait_raises(
+        self,
+        make: Callable[..., LeakyBucket],
+        form: str,
+        clock: ManualClock,
+        events: list[Event],
+        anyio_backend: str,
+    ) -> None:
+        """RuntimeError names the loop and the async forms; the slot stays free."""
+        bucket = make()
+
+        def take() -> None:
+            if form == "acquire_sync":
+                bucket.acquire_sync()
+            else:
+                guarded_sync(bucket, form, [])
+
+        take()  # the bucket is idle: admitted at once, even on the loop
+        with pytest.raises(RuntimeError, match=anyio_backend) as info:
+            take()
+        assert "LeakyBucket 'lb'" in str(info.value)
+        assert "async with bucket:" in str(info.value)
+        assert bucket.waiting == 0
+        assert bucket.available == 3
+        assert clock.monotonic() == 0
+        assert limited(events) == []
+        clock.advance(0.25)
+        take()  # the refused request took no slot
+
+    async def test_a_full_queue_still_raises_rate_limit_exceeded(
+        self, make: Callable[..., LeakyBucket], clock: ManualClock
+    ) -> None:
+        """A request refused at once (it would not wait) keeps its usual error."""
+        bucket = make(capacity=1)
+        bucket.acquire_sync()
+        async with line_of(bucket, clock) as line:
+            await line.join("a")
+            with pytest.raises(RateLimitExceeded):
+                bucket.acquire_sync()
+            await line.advance_to(0.25)
+            assert line.served == [("a", 0.25)]
+
+    async def test_a_worker_thread_of_the_loop_may_wait(
+        self, make: Callable[..., LeakyBucket], clock: ManualClock
+    ) -> None:
+        """anyio.to_thread workers run no loop: there the sync forms wait as always."""
+        bucket = make()
+        bucket.acquire_sync()
+
+        def blocking() -> float:
+            bucket.acquire_sync(timeout=timedelta(seconds=1))
+            return clock.monotonic()
+
+        with anyio.fail_after(5):
+            assert await anyio.to_thread.run_sync(blocking) == 0.25
 
 
 @pytest.mark.anyio

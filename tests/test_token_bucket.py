@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -831,6 +832,20 @@ class TestAvailable:
             await line.advance_to(0.75)
             assert bucket.available == 0
 
+    def test_never_negative_after_a_request_short_by_float_dust(
+        self, make: Callable[..., TokenBucket], clock: ManualClock
+    ) -> None:
+        """A request admitted a hair before its token is whole empties the bucket, no lower."""
+        bucket = make(rate=1, capacity=1)
+        assert bucket.try_acquire()
+        clock.advance(0.9999999995)
+        assert bucket.try_acquire()  # within the float slack of a whole token
+        assert bucket.available == 0.0
+        assert "0.00/1 tokens" in repr(bucket)
+        assert "-" not in repr(bucket).replace("'tb'", "")
+        clock.advance(0.5)
+        assert bucket.available == pytest.approx(0.5)
+
 
 def guarded_sync(bucket: TokenBucket, form: str, ran: list[str]) -> None:
     """Run one sync call through *form* of the guard."""
@@ -1184,6 +1199,129 @@ class TestSyncWaiting:
                     tg.start_soon(one, i)
                     await settle()
         assert order == [0, 1, 2, 3, 4]
+
+
+def sync_form(bucket: TokenBucket, form: str) -> None:
+    """Take one token through a sync *form*: the guard forms, or ``acquire_sync``."""
+    if form == "acquire_sync":
+        bucket.acquire_sync()
+    else:
+        guarded_sync(bucket, form, [])
+
+
+@pytest.mark.anyio
+class TestNoBlockingOnALoop:
+    """A sync form that would wait, on a thread running an event loop, refuses to block it."""
+
+    @pytest.mark.parametrize("form", ["acquire_sync", *SYNC_FORMS])
+    async def test_a_sync_form_that_would_wait_raises(
+        self,
+        make: Callable[..., TokenBucket],
+        form: str,
+        clock: ManualClock,
+        events: list[Event],
+        anyio_backend: str,
+    ) -> None:
+        """RuntimeError names the loop and the async forms; nothing queued, taken or moved."""
+        bucket = make(capacity=1)
+        sync_form(bucket, form)  # a token free: taken without waiting, even on the loop
+        with pytest.raises(RuntimeError, match=anyio_backend) as info:
+            sync_form(bucket, form)
+        message = str(info.value)
+        assert "'tb'" in message
+        assert "async with bucket:" in message
+        assert "await bucket.acquire()" in message
+        assert bucket.waiting == 0
+        assert clock.monotonic() == 0  # a ManualClock is not advanced either
+        assert limited(events) == []
+        clock.advance(0.25)
+        sync_form(bucket, form)  # the refusal cost nothing: the next token is there
+        assert bucket.available == 0
+
+    async def test_a_timeout_that_cannot_be_met_still_raises_rate_limit_exceeded(
+        self, make: Callable[..., TokenBucket], events: list[Event]
+    ) -> None:
+        """A request refused at once (it would not wait) keeps its usual error."""
+        bucket = make()
+        drain(bucket)
+        with pytest.raises(RateLimitExceeded):
+            bucket.acquire_sync(timeout=0.1)
+        assert limited(events) == [(1, 0.25, True, 0.0)]
+
+    @pytest.mark.parametrize("form", SYNC_FORMS)
+    async def test_reject_true_raises_rate_limit_exceeded(
+        self, make: Callable[..., TokenBucket], form: str
+    ) -> None:
+        """reject=True never waits, so it refuses as always, loop or not."""
+        bucket = make(reject=True, capacity=1)
+        sync_form(bucket, form)
+        with pytest.raises(RateLimitExceeded):
+            sync_form(bucket, form)
+
+    async def test_the_real_clock_refuses_at_once(self) -> None:
+        """On the system clock the refusal comes at once, instead of a second's stall."""
+        bucket = TokenBucket(1, 1, bus=EventBus(), clock=SystemClock())
+        bucket.acquire_sync()
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="would block"):
+            with bucket:
+                pass  # pragma: no cover - never entered
+        assert time.monotonic() - started < 0.5
+
+    async def test_a_worker_thread_of_the_loop_may_wait(
+        self, make: Callable[..., TokenBucket], clock: ManualClock
+    ) -> None:
+        """anyio.to_thread workers run no loop: there the sync forms wait as always."""
+        bucket = make(capacity=1)
+        bucket.acquire_sync()
+
+        def blocking() -> float:
+            with bucket:
+                return clock.monotonic()  # the head thread moved the ManualClock itself
+
+        with anyio.fail_after(5):
+            assert await anyio.to_thread.run_sync(blocking) == 0.25
+
+    async def test_a_worker_thread_on_the_real_clock(self) -> None:
+        """A worker thread blocks on the real clock while the loop keeps running."""
+        bucket = TokenBucket(2000, 1, bus=EventBus(), clock=SystemClock())
+
+        def blocking() -> int:
+            for _ in range(3):
+                bucket.acquire_sync()
+            return 3
+
+        with anyio.fail_after(5):
+            assert await anyio.to_thread.run_sync(blocking) == 3
+
+
+class TestTimedelta:
+    def test_acquire_sync_timeout_takes_a_timedelta(
+        self, make: Callable[..., TokenBucket], clock: ManualClock
+    ) -> None:
+        """A timedelta timeout is the same number of seconds."""
+        bucket = make()
+        drain(bucket)
+        with pytest.raises(RateLimitExceeded):
+            bucket.acquire_sync(timeout=timedelta(milliseconds=200))
+        bucket.acquire_sync(timeout=timedelta(milliseconds=250))
+        assert clock.monotonic() == 0.25
+
+    @pytest.mark.anyio
+    async def test_acquire_timeout_takes_a_timedelta(
+        self, make: Callable[..., TokenBucket], clock: ManualClock
+    ) -> None:
+        """acquire() takes a timedelta timeout too, and refuses a negative one."""
+        bucket = make()
+        drain(bucket)
+        with anyio.fail_after(5), pytest.raises(RateLimitExceeded):
+            await bucket.acquire(timeout=timedelta(milliseconds=200))
+        with pytest.raises(ValueError, match="'timeout'"):
+            await bucket.acquire(timeout=timedelta(seconds=-1))
+        async with line_of(bucket, clock) as line:
+            await line.join("a", timeout=timedelta(seconds=1))
+            await line.advance_to(0.25)
+            assert line.served == [("a", 0.25)]
 
 
 BAD_NUMBERS: list[tuple[Any, type[Exception]]] = [

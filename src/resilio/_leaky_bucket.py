@@ -27,7 +27,8 @@ class LeakyBucket(RateLimiter):
 
     The guard forms (``@bucket``, ``with``, ``async with``, ``call``,
     ``call_async``) wait for a slot, or refuse at once when built with
-    ``reject=True``.
+    ``reject=True``. The sync forms never wait on a thread that runs an event loop:
+    there a call that would wait raises `RuntimeError` naming the async form.
 
     Args:
         rate: Admissions per second.

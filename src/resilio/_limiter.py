@@ -11,6 +11,7 @@ of waiters (see `_waiters`), ``reject=True`` and the guard protocol.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
 from . import _validate
@@ -18,7 +19,7 @@ from ._clock import AsyncWaker, Clock, ManualClock, check_clock
 from ._errors import RateLimitExceeded
 from ._events import EventBus, RateLimited, check_bus, default_bus
 from ._guard import Guard
-from ._waiters import SyncWaker, Waiter, WaitQueue, wait_async, wait_sync
+from ._waiters import SyncWaker, Waiter, WaitQueue, running_loop, wait_async, wait_sync
 
 # Float slack when comparing a refilled level or a slot time with what is asked for:
 # a waiter woken at the exact moment its request can be met must not miss it by an
@@ -151,7 +152,7 @@ class RateLimiter(Guard):
         self._limited(n, retry_after, rejected=True, now=now)
         return False
 
-    async def acquire(self, n: float = 1, timeout: float | None = None) -> None:
+    async def acquire(self, n: float = 1, timeout: float | timedelta | None = None) -> None:
         """Wait until *n* can be admitted, in FIFO order with every other waiter.
 
         Returns at once, without yielding to the event loop, when the request can be
@@ -159,7 +160,8 @@ class RateLimiter(Guard):
 
         Args:
             n: How much to take.
-            timeout: The most seconds to wait, or ``None`` to wait as long as it takes.
+            timeout: The most seconds (or a `timedelta`) to wait, or ``None`` to wait as
+                long as it takes.
 
         Raises:
             RateLimitExceeded: at once, without waiting, when the request cannot be
@@ -183,15 +185,24 @@ class RateLimiter(Guard):
             self._abandon(waiter)
             raise
 
-    def acquire_sync(self, n: float = 1, timeout: float | None = None) -> None:
+    def acquire_sync(self, n: float = 1, timeout: float | timedelta | None = None) -> None:
         """Block the calling thread until *n* can be admitted; the sync twin of `acquire`.
+
+        Never on a thread that runs an asyncio or trio event loop: a request that
+        would have to wait there raises `RuntimeError` instead of stalling every task
+        of the loop (``await bucket.acquire()`` is the form for async code; a worker
+        thread, such as ``anyio.to_thread.run_sync`` starts, may block). A request
+        admitted or refused at once behaves the same on any thread. The guard forms
+        ``with bucket:``, ``call`` and the decorator on a ``def`` follow the same rule.
 
         On a [`ManualClock`][resilio.ManualClock] the thread at the head of the
         queue advances the clock to its turn instead of waiting, as
-        ``ManualClock.sleep`` does, so single-threaded tests run instantly.
+        ``ManualClock.sleep`` does, so single-threaded tests run instantly. The rule
+        above holds there too, so a test sees what production would.
 
         Raises:
             RateLimitExceeded: as for `acquire`.
+            RuntimeError: the request would wait, on a thread running an event loop.
             ValueError: *n* is not positive or exceeds the capacity.
         """
         queued = self._join(n, timeout, SyncWaker)
@@ -213,7 +224,7 @@ class RateLimiter(Guard):
     # -- waiting ----------------------------------------------------------------------
 
     def _join(
-        self, n: float, timeout: float | None, waker: type[AsyncWaker | SyncWaker]
+        self, n: float, timeout: float | timedelta | None, waker: type[AsyncWaker | SyncWaker]
     ) -> tuple[Waiter, float | None] | None:
         """Admit a request now (``None``), or queue it: ``(waiter, deadline)``.
 
@@ -253,6 +264,10 @@ class RateLimiter(Guard):
             return None, self._room_after(n, now)
         if timeout is not None and wait > timeout + EPSILON:
             return None, wait
+        if waker is SyncWaker:
+            loop = running_loop()
+            if loop is not None:
+                raise self._blocking_refused(loop)
         waiter = Waiter(n, waker())
         queue.append(waiter)
         return waiter, wait
@@ -336,6 +351,16 @@ class RateLimiter(Guard):
         self._waiters.wake_head()
 
     # -- helpers ----------------------------------------------------------------------
+
+    def _blocking_refused(self, loop: str) -> RuntimeError:
+        kind = type(self).__name__
+        msg = (
+            f"{kind} {self._name!r} would block the {loop} event loop running in this "
+            "thread while it waits for its turn; in async code use the async forms "
+            "(`await bucket.acquire()`, `async with bucket:`, `await bucket.call_async(fn)`, "
+            "or decorate an `async def`), or call the sync form from a worker thread"
+        )
+        return RuntimeError(msg)
 
     def _check_amount(self, n: Any) -> None:
         amount = _validate.number("n", n, gt=0)

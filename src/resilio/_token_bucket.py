@@ -29,8 +29,10 @@ class TokenBucket(RateLimiter):
     As ``@bucket``, ``with bucket:``, ``async with bucket:``, ``call`` and
     ``call_async`` it waits for one token before the call; built with
     ``reject=True`` those forms raise [`RateLimitExceeded`][resilio.RateLimitExceeded]
-    at once instead. Use one bucket per limit, shared by every caller: a bucket
-    made per request limits nothing.
+    at once instead. The sync forms never wait on a thread that runs an event loop:
+    there a call that would wait raises `RuntimeError` naming the async form, rather
+    than stall every task of the loop. Use one bucket per limit, shared by every
+    caller: a bucket made per request limits nothing.
 
     Args:
         rate: Tokens added per second.
@@ -78,8 +80,11 @@ class TokenBucket(RateLimiter):
             if tokens > capacity:  # noqa: PLR1730 - min() costs a call on the hot path
                 tokens = capacity
         self._stamp = now
-        if tokens + EPSILON >= amount:
+        if tokens >= amount:
             self._tokens = tokens - amount
+            return True
+        if tokens + EPSILON >= amount:  # short by float dust only: admit, and empty
+            self._tokens = 0.0
             return True
         self._tokens = tokens
         return False

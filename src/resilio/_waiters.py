@@ -16,7 +16,9 @@ the owner takes the grant back, so nothing leaks.
 from __future__ import annotations
 
 import collections
+import sys
 import threading
+from asyncio import _get_running_loop
 from typing import Any
 
 import anyio
@@ -124,6 +126,25 @@ class WaitQueue:
         head = self.head()
         if head is not None:
             head.waker.wake()
+
+
+def running_loop() -> str | None:
+    """Name the event loop running on the calling thread: ``"asyncio"``, ``"trio"``, or ``None``.
+
+    For refusing a blocking wait on a loop's own thread; cheap enough for any waiting
+    path. Trio is looked for only when something already imported it; a worker
+    thread of either loop (``anyio.to_thread``, ``run_in_executor``) runs no loop.
+    """
+    if _get_running_loop() is not None:
+        return "asyncio"
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            return None
+        return "trio"
+    return None
 
 
 async def wait_async(clock: Clock, waker: AsyncWaker, deadline: float | None) -> None:
