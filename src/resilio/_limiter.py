@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from types import TracebackType
 from typing import Any
+
+from typing_extensions import Self
 
 from . import _validate
 from ._clock import AsyncWaker, Clock, ManualClock, check_clock
@@ -383,21 +386,27 @@ class RateLimiter(Guard):
 
     # -- the guard protocol -----------------------------------------------------------
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Self:
         # The hot path of ``async with bucket:``, inlined: admitting with a token
-        # free costs one lock and one clock read, and never yields to the loop.
-        if not self._reject:
-            lock = self._lock
-            lock.acquire()
-            try:
-                if not self._waiters._live and self._take(1, self._now()):
-                    return self
-            finally:
-                lock.release()
+        # free costs one lock and one clock read, and never yields to the loop. It
+        # is the same with ``reject=True``; only a request that cannot be admitted
+        # now takes the general path. (Each bucket inlines its own `_take` here.)
+        lock = self._lock
+        lock.acquire()
+        try:
+            if not self._waiters._live and self._take(1, self._now()):
+                return self
+        finally:
+            lock.release()
         await self._acquire_async()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         return None
 
     def _acquire(self) -> object:
