@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
+from random import Random
 from typing import Any
 
 import anyio
@@ -311,7 +312,9 @@ class TestStacking:
         clock, bus = ManualClock(), EventBus()
         seen: list[Event] = []
         bus.subscribe(Event, seen.append)
-        policy = Retry(attempts=6, base_delay=0.5, jitter=None, clock=clock, bus=bus)
+        policy = Retry(
+            attempts=6, base_delay=0.5, jitter=None, random=Random(7).random, clock=clock, bus=bus
+        )
         breaker = CircuitBreaker(failure_threshold=3, open_timeout=5.0, clock=clock, bus=bus)
         bucket = TokenBucket(1.0, 1, clock=clock, bus=bus)
         outcomes: list[Any] = [Boom, Boom, Boom, "ok"]
@@ -344,7 +347,9 @@ class TestStacking:
         clock, bus = ManualClock(), EventBus()
         seen: list[Event] = []
         bus.subscribe(Event, seen.append)
-        policy = Retry(attempts=6, base_delay=0.5, jitter=None, clock=clock, bus=bus)
+        policy = Retry(
+            attempts=6, base_delay=0.5, jitter=None, random=Random(7).random, clock=clock, bus=bus
+        )
         breaker = CircuitBreaker(failure_threshold=2, open_timeout=4.0, clock=clock, bus=bus)
         bucket = TokenBucket(1.0, 1, clock=clock, bus=bus)
         timeout = Timeout(1.0, clock=clock)
@@ -432,7 +437,15 @@ class TestRecipe:
         )
         bucket = TokenBucket(1.0, 1, name="tb", clock=clock, bus=bus)
         policy = compose(
-            Retry(name="r", attempts=5, base_delay=0.25, jitter=None, clock=clock, bus=bus),
+            Retry(
+                name="r",
+                attempts=5,
+                base_delay=0.25,
+                jitter=None,
+                random=lambda: 0.0,  # no spread on the breaker's hint: exact times below
+                clock=clock,
+                bus=bus,
+            ),
             breaker,
             bucket,
             Timeout(2.0, clock=clock),
@@ -1217,7 +1230,8 @@ class TestFailFast:
         """The same on asyncio and trio: an open breaker's 30 s hint ends the retrying."""
         bus = EventBus()
         breaker = CircuitBreaker(clock=clock, bus=bus)
-        breaker.force_open()
+        while breaker.state is not OPEN:
+            breaker.record_failure()
         policy = compose(Retry(clock=clock, bus=bus), breaker)
 
         async def always_fails() -> None:
