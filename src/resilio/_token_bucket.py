@@ -7,6 +7,8 @@ is no background thread or task, and an idle bucket costs nothing.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from typing_extensions import Self
 
 from ._clock import SYSTEM_CLOCK, Clock
@@ -91,8 +93,8 @@ class TokenBucket(RateLimiter):
         self._tokens = tokens
         return False
 
-    async def __aenter__(self) -> Self:
-        # `RateLimiter.__aenter__` with `_take(1, now)` inlined: the call would cost
+    def __aenter__(self) -> Awaitable[Self]:  # type: ignore[override] # as RateLimiter's
+        # `RateLimiter.__aenter__` with `_take(1.0, now)` inlined: the call would cost
         # a tenth of ``async with bucket:``. Whatever is not "a token free, nobody
         # queued" takes the general path.
         lock = self._lock
@@ -107,14 +109,13 @@ class TokenBucket(RateLimiter):
                     if tokens > capacity:  # noqa: PLR1730 - min() costs a call
                         tokens = capacity
                 self._stamp = now
-                if tokens >= 1:
-                    self._tokens = tokens - 1
-                    return self
+                if tokens >= 1.0:  # a float: float-with-int arithmetic is slower
+                    self._tokens = tokens - 1.0
+                    return self._entered
                 self._tokens = tokens
         finally:
             lock.release()
-        await self._acquire_async()
-        return self
+        return self._enter_waiting()
 
     def _ready_at(self, ahead: float, amount: float, now: float) -> float:
         missing = ahead + amount - self._refill(now)

