@@ -12,6 +12,7 @@ Run it with ``python examples/compose.py``.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -113,6 +114,7 @@ retry_policy = Retry(
     attempts=5,
     base_delay=0.5,
     jitter=None,
+    random=random.Random(3).random,  # seeded: the spread on a hint is the same every run
     clock=clock,
     bus=bus,
 )
@@ -131,7 +133,8 @@ async def full_stack() -> None:
     print("  - try 1 hung: its own timeout ended it after 1s, and the breaker counted it;")
     print("  - try 2 waited for a token first, then had a whole second of its own;")
     print("  - try 3 met the open breaker, so it spent no token and never reached upstream;")
-    print("  - the retry then waited the breaker's retry_after (3s), not its schedule (2s).")
+    print("  - the retry then waited the breaker's retry_after (3s, plus a random extra of")
+    print("    up to 10% so that callers told the same moment spread out), not its schedule.")
 
 
 async def blocks() -> None:
@@ -164,6 +167,11 @@ def refusals() -> None:
             pass
     except TypeError as exc:
         print(f"  with compose(Retry, breaker): TypeError: {exc}")
+
+    try:
+        compose(retry_policy, breaker, bucket, breaker)
+    except ValueError as exc:
+        print(f"  the same breaker twice: ValueError: {exc}")
 
     def blocking_call() -> str:
         return "done"
