@@ -375,25 +375,28 @@ class Guard:
             self._on_success(token)
         return result
 
+    # A free token means the guard counts outcomes (see _free), so the blocks check
+    # _outcomes only off that path.
+
     def __enter__(self) -> Self:
-        if not self._outcomes:
-            self._acquire()
-            return self
         token = self._free
         if token is None:
+            if not self._outcomes:
+                self._acquire()
+                return self
             token = self._acquire()
         _held.set((self, token, _held.get()))
         return self
 
     async def __aenter__(self) -> Self:
-        if not self._outcomes:
-            if self._acquire_waits:
-                await self._acquire_async()
-            else:
-                self._acquire()
-            return self
         token = self._free
         if token is None:
+            if not self._outcomes:
+                if self._acquire_waits:
+                    await self._acquire_async()
+                else:
+                    self._acquire()
+                return self
             token = await self._acquire_async() if self._acquire_waits else self._acquire()
         _held.set((self, token, _held.get()))
         return self
@@ -407,12 +410,12 @@ class Guard:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self._outcomes:
-            return
         node = _held.get()
         if node is not None and node[0] is self:
             _held.set(node[2])
             token = node[1]
+        elif not self._outcomes:
+            return
         else:
             token = self._pop_token(node)
         if exc is None:
@@ -430,12 +433,12 @@ class Guard:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self._outcomes:
-            return
         node = _held.get()
         if node is not None and node[0] is self:
             _held.set(node[2])
             token = node[1]
+        elif not self._outcomes:
+            return
         else:
             token = self._pop_token(node)
         if exc is None:
