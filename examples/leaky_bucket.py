@@ -59,9 +59,22 @@ async def bounded_queue() -> None:
             await anyio.wait_all_tasks_blocked()
 
 
+async def no_blocking_on_the_loop() -> None:
+    print("3. In async code a sync form that would wait raises instead of blocking the loop.")
+    shaper = LeakyBucket(rate=4, capacity=10, name="smtp-async", clock=clock, bus=bus)
+    shaper.acquire_sync()  # an idle bucket admits at once, on any thread
+    try:
+        shaper.acquire_sync()  # the next slot is 0.25s away
+    except RuntimeError as exc:
+        print(f"  RuntimeError: {str(exc).split(';')[0]}")
+    await anyio.to_thread.run_sync(shaper.acquire_sync)  # a worker thread may wait
+    print(f"  acquire_sync in a worker thread: admitted, {shaper!r}")
+
+
 def main() -> None:
     even_spacing()
     anyio.run(bounded_queue)
+    anyio.run(no_blocking_on_the_loop)
 
 
 if __name__ == "__main__":

@@ -130,6 +130,32 @@ async def fair_queue() -> None:
             await anyio.wait_all_tasks_blocked()
 
 
+async def no_blocking_on_the_loop() -> None:
+    print("7. In async code a sync form that would wait refuses to block the event loop.")
+    bucket = TokenBucket(rate=1, capacity=1, name="loop", clock=clock, bus=bus)
+    start = clock.monotonic()
+    with bucket:  # a token is free: admitted at once, nothing waits
+        print("  with bucket: admitted at once (a token was free)")
+    try:
+        with bucket:  # the next token is a second away
+            pass
+    except RuntimeError as exc:
+        print(f"  RuntimeError: {exc}")
+
+    async def patient() -> None:
+        async with bucket:  # the async form waits without stalling the loop's other tasks
+            print(f"  async with bucket: admitted at t={clock.monotonic() - start:g}s")
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(patient)
+        await anyio.wait_all_tasks_blocked()
+        clock.advance(1.0)
+    # A worker thread runs no loop: there the blocking form may wait (on a ManualClock,
+    # the thread at the head of the queue moves the clock to its turn itself).
+    await anyio.to_thread.run_sync(bucket.acquire_sync)
+    print(f"  acquire_sync in a worker thread: admitted at t={clock.monotonic() - start:g}s")
+
+
 def main() -> None:
     burst_then_steady()
     weighted()
@@ -137,6 +163,7 @@ def main() -> None:
     reject_decorator()
     events()
     anyio.run(fair_queue)
+    anyio.run(no_blocking_on_the_loop)
 
 
 if __name__ == "__main__":
