@@ -815,3 +815,39 @@ class TestNeutralRejections:
             breaker.call(succeed)
         assert info.value.half_open
         assert info.value.retry_after is None
+
+
+class TestTimeWindowHotPath:
+    """Successes in a clean time window skip the lock, and still land in their bucket."""
+
+    def test_successes_expire_with_their_bucket(
+        self, make: Callable[..., SlidingWindowBreaker], clock: ManualClock
+    ) -> None:
+        """Successes counted without the lock leave the window when their bucket does."""
+        breaker = make(window_duration=10.0, min_calls=1)
+        ok = breaker(succeed)
+        for _ in range(5):
+            ok()
+        clock.advance(5.0)
+        for _ in range(3):
+            ok()
+        assert window(breaker) == (8, 0, 0)
+        clock.advance(5.5)  # the first five are now older than 10 s
+        assert window(breaker) == (3, 0, 0)
+        for _ in range(2):
+            ok()
+        clock.advance(5.0)
+        assert window(breaker) == (2, 0, 0)
+
+    def test_a_failure_sees_every_success_before_it(
+        self, make: Callable[..., SlidingWindowBreaker], clock: ManualClock
+    ) -> None:
+        """The rate a failure is judged by counts the successes of the hot path."""
+        breaker = make(window_duration=10.0, min_calls=4, failure_rate_threshold=0.5)
+        ok = breaker(succeed)
+        for _ in range(3):
+            ok()
+        drive(breaker, "F")
+        assert breaker.state is CLOSED  # 1 of 4 failed
+        drive(breaker, "FF")
+        assert breaker.state is OPEN  # 3 of 6 failed

@@ -147,6 +147,7 @@ class SlidingWindowBreaker(BreakerBase):
         "_slow_after",
         "_slow_threshold",
         "_slows",
+        "_tick_until",
         "_ticks",
         "_ticks_folded",
         "_warm",
@@ -176,6 +177,7 @@ class SlidingWindowBreaker(BreakerBase):
         self._calls = self._failures = self._slows = self._head = self._ticks_folded = 0
         self._warm = False
         self._fast_gen = -1
+        self._tick_until: float | None = None  # None: a count window ticks at any time
         self._ticks = itertools.count()
         self._window_size = int(_validate.integer("window_size", window_size, ge=1))
         self._window_duration = _validate.optional_duration(
@@ -247,10 +249,16 @@ class SlidingWindowBreaker(BreakerBase):
         # no lock: it ticks a counter (one atomic C call) and _fold() writes the
         # ticks into the ring, in one slice, before the window is next read. Any
         # transition changes the generation, so a stale token never matches.
+        # A time window takes the same path while it holds no failure and no slow
+        # call (a success cannot trip it then), as long as the clock has not left
+        # the head bucket, which the ticks are folded into (until _tick_until); a
+        # tick that races a move to the next bucket lands in that next bucket.
         ticks = self._ticks
         if token == self._fast_gen:
-            next(ticks)
-            return
+            until = self._tick_until
+            if until is None or self._now() < until:
+                next(ticks)
+                return
         self._outcome(token, failed=False)
 
     def _on_error(self, token: Any, exc: Exception) -> None:
@@ -304,6 +312,12 @@ class SlidingWindowBreaker(BreakerBase):
             head += 1
             self._head = 0 if head == self._window_size else head
         calls, failures, slows = self._totals()
+        if self._width and _ATOMIC_TICKS:
+            if failures or slows:
+                self._fast_gen = -1
+            else:
+                self._tick_until = (self._head + 1) * self._width
+                self._fast_gen = self._gen
         if calls < self._min_calls:
             return None
         if not self._warm:
@@ -319,6 +333,7 @@ class SlidingWindowBreaker(BreakerBase):
     def _totals(self) -> tuple[int, int, int]:
         """Calls, failures and slow calls in the window (lock held)."""
         if self._width:
+            self._fold_time()
             return self._calls, self._failures, self._slows
         self._fold()
         counts = self._counts
@@ -361,8 +376,22 @@ class SlidingWindowBreaker(BreakerBase):
         counts[_CALL] += pending
         self._head = end % size
 
+    def _fold_time(self) -> None:
+        """Add the successes ticked by the hot path to the head bucket (lock held).
+
+        Ticks are counted while the clock is in the head bucket (``_tick_until``);
+        every move of the head folds them first, so they land in their own bucket.
+        """
+        ticked = next(self._ticks)  # this call's own tick is not a success
+        pending = ticked - self._ticks_folded
+        self._ticks_folded = ticked + 1
+        if pending:
+            self._ring_calls[self._head % self.BUCKETS] += pending
+            self._calls += pending
+
     def _expire(self, epoch: int) -> None:
         """Move the head bucket to *epoch*, dropping the buckets that fall out."""
+        self._fold_time()
         passed = epoch - self._head
         if passed <= 0:
             return
