@@ -851,3 +851,33 @@ class TestTimeWindowHotPath:
         assert breaker.state is CLOSED  # 1 of 4 failed
         drive(breaker, "FF")
         assert breaker.state is OPEN  # 3 of 6 failed
+
+    @pytest.mark.parametrize("window_duration", [None, 10.0])
+    def test_slow_successes_still_count_as_slow(
+        self,
+        make: Callable[..., SlidingWindowBreaker],
+        clock: ManualClock,
+        window_duration: float | None,
+    ) -> None:
+        """With slow calls measured, only quick successes skip the lock; slow ones count."""
+        size = {"window_size": 6} if window_duration is None else {}
+        breaker = make(
+            **size,
+            window_duration=window_duration,
+            min_calls=2,
+            slow_call_duration=1.0,
+            slow_call_rate_threshold=0.5,
+        )
+        for _ in range(4):
+            slow_call(breaker, clock, 0.5, ok=True)
+        assert window(breaker) == (4, 0, 0)
+        slow_call(breaker, clock, 1.0, ok=True)
+        assert window(breaker) == (5, 0, 1)
+        assert breaker.state is CLOSED
+        slow = 1
+        while breaker.state is CLOSED and slow < 4:
+            slow_call(breaker, clock, 2.0, ok=True)
+            slow += 1
+        assert breaker.state is OPEN
+        # Half of the window was slow: 3 of the last 6 calls, or 4 of 8 in 10 s.
+        assert slow == (3 if window_duration is None else 4)

@@ -223,7 +223,7 @@ class SlidingWindowBreaker(BreakerBase):
         # skip _acquire(); their outcomes are still recorded (_free_success).
         self._free_in_closed = self._slow_after is None
         self._free = 0 if self._free_in_closed else None
-        self._counted = self._window_duration is None and self._slow_after is None
+        self._counted = self._window_duration is None
         if self._window_duration is None:
             self._width = 0.0
             self._ring = bytearray(self._window_size)
@@ -238,10 +238,12 @@ class SlidingWindowBreaker(BreakerBase):
     # -- guard protocol: carry the start time when durations matter ----------------
 
     def _acquire(self) -> Any:
-        gen = BreakerBase._acquire(self)
         if self._slow_after is None:
-            return gen
-        return (gen, self._now())
+            return BreakerBase._acquire(self)
+        gen = self._gen
+        if self._state is CLOSED:  # inlined: the common case of BreakerBase._acquire
+            return (gen, self._now())
+        return (BreakerBase._acquire(self), self._now())
 
     def _on_success(self, token: Any) -> None:
         # The hot path: once a closed count-based window holds min_calls outcomes,
@@ -253,7 +255,19 @@ class SlidingWindowBreaker(BreakerBase):
         # call (a success cannot trip it then), as long as the clock has not left
         # the head bucket, which the ticks are folded into (until _tick_until); a
         # tick that races a move to the next bucket lands in that next bucket.
+        # With slow calls measured, a success that was not slow takes it too.
         ticks = self._ticks
+        if token.__class__ is tuple:
+            gen, start = token
+            if gen == self._fast_gen:
+                now = self._now()
+                until = self._tick_until
+                fast = now - start < self._slow_after
+                if fast and (until is None or now < until):
+                    next(ticks)
+                    return
+            self._outcome(token, failed=False)
+            return
         if token == self._fast_gen:
             until = self._tick_until
             if until is None or self._now() < until:
