@@ -293,3 +293,35 @@ class TestThreadsAndTasks:
                 assert not set(order[step + 2 :]) & set(served)
         assert set(served) == set(order)
         assert bucket.waiting == 0
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("kind", ["token", "leaky"])
+    async def test_threads_and_tasks_on_the_system_clock(self, kind: str) -> None:
+        """On real time, turns handed between tasks and threads (each waking the other's
+        head, across threads or on the loop's own timer) all complete."""
+        bucket: TokenBucket | LeakyBucket
+        if kind == "token":
+            bucket = TokenBucket(2000, 1, bus=EventBus())
+        else:
+            bucket = LeakyBucket(2000, 50, bus=EventBus())
+        served: list[str] = []
+
+        async def task(name: str) -> None:
+            for _ in range(3):
+                await bucket.acquire()
+                served.append(name)
+
+        def blocked(name: str) -> None:
+            for _ in range(3):
+                bucket.acquire_sync()
+                served.append(name)
+
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+                for i in range(3):
+                    tg.start_soon(task, f"task-{i}")
+                    tg.start_soon(anyio.to_thread.run_sync, blocked, f"thread-{i}")
+        assert sorted(served) == sorted(
+            [f"{who}-{i}" for who in ("task", "thread") for i in range(3)] * 3
+        )
+        assert bucket.waiting == 0
