@@ -3,7 +3,10 @@
 A flaky function fails twice with ``ConnectionError`` and then succeeds; a second
 one returns ``None`` (a "not ready yet" result) twice before it has an answer. Both
 libraries retry them on the same exponential schedule, report each sleep before it
-starts, and re-raise the last error unchanged when tries run out.
+starts, and re-raise the last error unchanged when tries run out. Last, a server
+answers ``503`` with a ``Retry-After`` header: tenacity waits what the header says
+through ``wait_exception``, resilio reads the header with ``parse_retry_after`` and
+waits it out (plus up to 10 %), or fails at once when it is longer than ``max_delay``.
 
 tenacity is given a ``sleep=`` that only records the delay, and resilio a
 ``ManualClock``, so neither really waits and every run prints the same. tenacity is
@@ -17,7 +20,7 @@ from collections.abc import Callable
 
 import tenacity
 
-from resilio import EventBus, ManualClock, Retry, RetryScheduled
+from resilio import EventBus, ManualClock, Retry, RetryScheduled, parse_retry_after
 
 
 def flaky(failures: int) -> Callable[[], str]:
@@ -28,6 +31,28 @@ def flaky(failures: int) -> Callable[[], str]:
         if left[0] > 0:
             left[0] -= 1
             raise ConnectionError("connection reset")
+        return "ok"
+
+    return call
+
+
+class ServiceUnavailable(Exception):
+    """An HTTP 503 and its Retry-After header."""
+
+    def __init__(self, header: str) -> None:
+        super().__init__(f"503, Retry-After: {header}")
+        self.header = header
+        self.retry_after = parse_retry_after(header)  # seconds, or None if unreadable
+
+
+def unavailable_once(header: str) -> Callable[[], str]:
+    """A function that answers 503 with *header* once, then "ok"."""
+    left = [1]
+
+    def call() -> str:
+        if left[0] > 0:
+            left[0] -= 1
+            raise ServiceUnavailable(header)
         return "ok"
 
     return call
@@ -72,6 +97,16 @@ before_on_result = tenacity.Retrying(
     sleep=slept.append,
 )
 
+before_on_503 = tenacity.Retrying(
+    stop=tenacity.stop_after_attempt(4),
+    # what the header says, whatever it says (a float() of it would also take "inf")
+    wait=tenacity.wait_exception(lambda e: float(getattr(e, "header", 0.5))),
+    retry=tenacity.retry_if_exception_type(ServiceUnavailable),
+    reraise=True,
+    before_sleep=log_sleep,
+    sleep=slept.append,
+)
+
 # -- after: resilio ---------------------------------------------------------------
 
 clock = ManualClock()  # a blocking sleep on a ManualClock moves it on at once
@@ -100,10 +135,20 @@ after_on_result = Retry(
 )
 
 
+after_on_503 = Retry(
+    attempts=4,
+    on=ServiceUnavailable,  # its retry_after is the hint: waited out, plus up to 10 %
+    max_delay=10.0,  # a hint longer than this ends the retrying at once
+    random=lambda: 0.5,  # the spread of the hint: 5 % here, random in real life
+    clock=clock,
+    bus=bus,
+)
+
+
 def report(name: str, call: Callable[[], str]) -> None:
     try:
         print(f"  {name} -> {call()!r}")
-    except ConnectionError as error:
+    except (ConnectionError, ServiceUnavailable) as error:
         print(f"  {name} -> {type(error).__name__}: {error}")
 
 
@@ -119,6 +164,12 @@ def main() -> None:
     print("3. A result that asks for another try (None twice, then an answer):")
     print(f"  tenacity -> {before_on_result(not_ready(2))!r}")
     print(f"  resilio  -> {after_on_result.call(not_ready(2))!r}")
+
+    print("4. A 503 with Retry-After: 2, then success; then one with Retry-After: 120:")
+    report("tenacity", lambda: before_on_503(unavailable_once("2")))
+    report("resilio ", lambda: after_on_503.call(unavailable_once("2")))
+    report("tenacity", lambda: before_on_503(unavailable_once("120")))
+    report("resilio ", lambda: after_on_503.call(unavailable_once("120")))
 
     print(f"tenacity slept {sum(slept):g}s in total; resilio's clock moved {clock.monotonic():g}s")
 
