@@ -6,6 +6,7 @@ import functools
 import importlib.metadata
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,3 +181,10 @@ class TestRepr:
         """repr() of a primitive built without name= contains its default name."""
         primitive = PRIMITIVES[name](clock=ManualClock(), bus=EventBus())
         assert repr(primitive.name) in repr(primitive)
+
+
+def test_api_reference_lists_every_export() -> None:
+    """docs/api.md renders every name in __all__."""
+    text = (Path(__file__).parent.parent / "docs" / "api.md").read_text(encoding="utf-8")
+    missing = [name for name in resilio.__all__ if f"::: resilio.{name}\n" not in text]
+    assert missing == []

@@ -17,6 +17,7 @@ from ._compose import Composed as Composed
 from ._compose import Timeout as Timeout
 from ._compose import compose as compose
 from ._errors import CircuitOpenError as CircuitOpenError
+from ._errors import MisuseError as MisuseError
 from ._errors import PoolClosedError as PoolClosedError
 from ._errors import PoolFullError as PoolFullError
 from ._errors import RateLimitExceeded as RateLimitExceeded
@@ -69,6 +70,7 @@ __all__ = [
     "EventBus",
     "LeakyBucket",
     "ManualClock",
+    "MisuseError",
     "PoolClosedError",
     "PoolFullError",
     "PoolStats",

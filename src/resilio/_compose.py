@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from . import _validate
 from ._clock import SYSTEM_CLOCK, Clock, check_clock, move_on_after
+from ._errors import MisuseError
 from ._guard import Guard, is_async_callable
 from ._retry import Retry
 
@@ -138,8 +139,8 @@ class Composed:
         """Call ``fn(*args, **kwargs)`` under every policy and return its result.
 
         Raises:
-            TypeError: *fn* is async (use `call_async`) or a generator function; nothing
-                is called and no outcome is recorded.
+            MisuseError: *fn* is async (use `call_async`) or a generator function;
+                nothing is called and no outcome is recorded. It is a `TypeError`.
         """
         _check_callable(fn, want_async=False)
         return self(fn)(*args, **kwargs)
@@ -150,8 +151,9 @@ class Composed:
         """Await ``fn(*args, **kwargs)`` under every policy and return its result.
 
         Raises:
-            TypeError: *fn* is not async (use `call`) or is an async generator function;
-                nothing is called and no outcome is recorded.
+            MisuseError: *fn* is not async (use `call`) or is an async generator
+                function; nothing is called and no outcome is recorded. It is a
+                `TypeError`.
         """
         _check_callable(fn, want_async=True)
         return await self(fn)(*args, **kwargs)
@@ -208,17 +210,17 @@ class Composed:
 def _check_callable(fn: object, *, want_async: bool) -> None:
     if not callable(fn):
         msg = f"compose() policies call callables, not {fn!r}"
-        raise TypeError(msg)
+        raise MisuseError(msg)
     if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
         msg = f"compose() policies guard calls, not generators: {fn!r}"
-        raise TypeError(msg)
+        raise MisuseError(msg)
     if is_async_callable(fn) != want_async:
         msg = (
             f"{fn!r} is async: use call_async() for it"
             if not want_async
             else f"{fn!r} is not async: use call() for it"
         )
-        raise TypeError(msg)
+        raise MisuseError(msg)
 
 
 # The exit stacks of the composed blocks open in this thread or task.

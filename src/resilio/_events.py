@@ -114,16 +114,22 @@ class RetryScheduled(Event):
 
 @attrs.frozen(kw_only=True)
 class RetryExhausted(Event):
-    """A retry policy gave up: no tries left, or the next sleep would pass its timeout.
+    """A retry policy gave up, and the last error (or result) goes to the caller.
 
     Attributes:
         attempts: How many tries were made.
         error: The last exception, re-raised to the caller, or ``None`` if the last
             result is returned.
+        reason: Why, as a short stable string: ``"attempts"`` (no tries left),
+            ``"timeout"`` (the next sleep would end past the policy's timeout),
+            ``"retry_after_over_max_delay"`` (the error's ``retry_after`` is longer than
+            ``max_delay``) or ``"retry_after_past_timeout"`` (waiting out the
+            ``retry_after`` would end past the timeout).
     """
 
     attempts: int
     error: BaseException | None
+    reason: str = "attempts"
 
 
 @attrs.frozen(kw_only=True)
@@ -205,7 +211,9 @@ class SessionDestroyed(Event):
 
 @attrs.frozen(kw_only=True)
 class DestroyHookFailed(Event):
-    """A destroy hook raised or ran past ``hook_timeout``; the other hooks still ran.
+    """A destroy hook raised, or the awaitable it returned ran past ``hook_timeout``.
+
+    The other hooks still ran, and the session was removed all the same.
 
     Attributes:
         session_id: The session being destroyed.
