@@ -21,11 +21,10 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-import attrs
-
 from . import _validate
 from ._backoff import JITTERS, Jitter, jittered, spread
 from ._clock import SYSTEM_CLOCK, Clock, check_clock
+from ._errors import MisuseError
 from ._events import (
     EventBus,
     RetryExhausted,
@@ -301,7 +300,7 @@ class Attempt:
         tb: TracebackType | None,
     ) -> bool:
         loop = self._loop
-        if isinstance(exc, Exception) and loop.policy._on(exc):
+        if isinstance(exc, Exception) and not isinstance(exc, MisuseError) and loop.policy._on(exc):
             loop.error = exc
             return True
         loop.done = True
@@ -374,12 +373,20 @@ class Retry:
 
     The delay before try ``k + 1`` is ``min(max_delay, base_delay * multiplier ** (k - 1))``,
     jittered (see ``jitter``). When tries run out, or the next sleep would end past
-    ``timeout``, the last exception is re-raised exactly as it was: never wrapped. An
-    exception that carries ``retry_after`` (an open
-    [`CircuitBreaker`][resilio.CircuitBreaker], a rate limiter, or one of your own)
-    is not retried sooner than that. Cancellation, ``KeyboardInterrupt`` and other
-    other ``BaseException`` subclasses that are not ``Exception`` are
-    never retried.
+    ``timeout``, the last exception is re-raised exactly as it was: never wrapped.
+    Cancellation, ``KeyboardInterrupt`` and other ``BaseException`` subclasses that
+    are not ``Exception`` are never retried, and neither is a
+    [`MisuseError`][resilio.MisuseError] (a guard used in a way that cannot work):
+    trying again cannot help.
+
+    An exception that carries ``retry_after`` (an open
+    [`CircuitBreaker`][resilio.CircuitBreaker], a rate limiter, or one of your own) is
+    not retried sooner than that, plus a random extra of up to 10 % so that callers
+    told the same moment do not come back together. Only a finite number ``>= 0`` is
+    such a hint (read an HTTP header with
+    [`parse_retry_after`][resilio.parse_retry_after]). A hint longer than
+    ``max_delay``, or one that would end past ``timeout``, ends the retrying at once:
+    the exception is re-raised without a sleep.
 
     Use it as a decorator on ``def`` and ``async def`` (signatures kept), through
     `call` / `call_async`, or inline::
@@ -396,8 +403,10 @@ class Retry:
         if_result: A predicate on the return value that asks for another try; when
             tries run out the last result is returned.
         attempts: Tries in all, the first included (``>= 1``).
-        base_delay: Seconds before the first retry, before jitter.
-        max_delay: The longest delay from the schedule.
+        base_delay: Seconds (or a `datetime.timedelta`) before the first retry,
+            before jitter.
+        max_delay: The longest delay from the schedule, at least ``base_delay``; a
+            ``retry_after`` hint longer than it ends the retrying.
         multiplier: How much each delay grows (``>= 1``).
         jitter: ``"full"``, ``"equal"``, ``"decorrelated"`` or ``None``.
         timeout: Seconds the retrying may take, from the first try: no sleep is
@@ -405,13 +414,18 @@ class Retry:
             interrupted; wrap it in a [`Timeout`][resilio.Timeout] for that).
             ``None`` for no limit.
         budget: A [`RetryBudget`][resilio.RetryBudget] to draw retries from.
-        random: A callable returning floats in [0, 1) for jitter; pass a seeded
-            ``random.Random(...).random`` for exact tests.
+        random: A callable returning floats in [0, 1) for jitter and the spread of
+            hints; pass a seeded ``random.Random(...).random`` for exact tests.
         name: Appears in events and ``repr``.
         clock: Where time comes from; on a [`ManualClock`][resilio.ManualClock]
             a sync retry loop runs instantly.
         bus: Where events go; the process-wide [`default_bus`][resilio.default_bus]
             by default.
+
+    Raises:
+        TypeError: The class is used as a decorator without parentheses
+            (``@Retry``; write ``@Retry()``), or an argument has the wrong type.
+        ValueError: An argument is out of range, or ``max_delay < base_delay``.
     """
 
     __slots__ = (
@@ -501,7 +515,7 @@ class Retry:
         """Decorate a ``def`` or an ``async def``; its signature is kept.
 
         Raises:
-            TypeError: *fn* is not callable, or is a generator function.
+            MisuseError: *fn* is not callable, or is a generator function.
         """
         _check_callable(fn)
         if is_async_callable(fn):
@@ -584,7 +598,7 @@ class Retry:
         run = _Run(self, started)
         if_result = self._if_result
         while True:
-            if error is not None and not self._on(error):
+            if error is not None and (isinstance(error, MisuseError) or not self._on(error)):
                 raise error
             delay = run.next_delay(error)
             if delay is None:
@@ -613,7 +627,7 @@ class Retry:
         run = _Run(self, started)
         if_result = self._if_result
         while True:
-            if error is not None and not self._on(error):
+            if error is not None and (isinstance(error, MisuseError) or not self._on(error)):
                 raise error
             delay = run.next_delay(error)
             if delay is None:
@@ -636,8 +650,8 @@ class Retry:
         """Call ``fn(*args, **kwargs)`` under this policy and return its result.
 
         Raises:
-            TypeError: *fn* is async (use `call_async`) or a generator function;
-                nothing is called.
+            MisuseError: *fn* is async (use `call_async`) or a generator function;
+                nothing is called. It is a `TypeError`.
         """
         _check_callable(fn, want_async=False)
         return self._wrap_sync(fn)(*args, **kwargs)
@@ -648,8 +662,8 @@ class Retry:
         """Await ``fn(*args, **kwargs)`` under this policy and return its result.
 
         Raises:
-            TypeError: *fn* is not async (use `call`) or is an async generator
-                function; nothing is called.
+            MisuseError: *fn* is not async (use `call`) or is an async generator
+                function; nothing is called. It is a `TypeError`.
         """
         _check_callable(fn, want_async=True)
         return await self._wrap_async(fn)(*args, **kwargs)
@@ -673,7 +687,7 @@ class Retry:
                     at=self._now(),
                     attempts=attempts,
                     error=error,
-                    **_exhausted_reason(reason),
+                    reason=reason,
                 )
             )
 
@@ -690,26 +704,17 @@ def _check_callable(fn: object, *, want_async: bool | None = None) -> None:
     """Refuse what a retry cannot run again: non-callables, generators, the wrong colour."""
     if not callable(fn):
         msg = f"Retry retries callables, not {fn!r}"
-        raise TypeError(msg)
+        raise MisuseError(msg)
     if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
         msg = f"Retry retries calls, not generators: {fn!r}; retry the work inside it instead"
-        raise TypeError(msg)
+        raise MisuseError(msg)
     if want_async is not None and is_async_callable(fn) != want_async:
         msg = (
             f"{fn!r} is not async: use call() for it"
             if want_async
             else f"{fn!r} is async: use call_async() for it"
         )
-        raise TypeError(msg)
-
-
-# Why a policy gave up, as RetryExhausted reports it once the event has a ``reason``
-# field: "attempts", "timeout", "retry_after_over_max_delay", "retry_after_past_timeout".
-_EXHAUSTED_HAS_REASON = "reason" in {field.name for field in attrs.fields(RetryExhausted)}
-
-
-def _exhausted_reason(reason: str) -> dict[str, Any]:
-    return {"reason": reason} if _EXHAUSTED_HAS_REASON else {}
+        raise MisuseError(msg)
 
 
 @overload
