@@ -9,6 +9,7 @@ without an outcome (cancellation, ``KeyboardInterrupt``, ``GeneratorExit``).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import threading
@@ -508,8 +509,18 @@ class TestBlockTokens:
         assert_probes(second, running=0, successes=1)
 
     @pytest.mark.anyio
-    async def test_interleaved_across_tasks(self, clock: ManualClock, bus: EventBus) -> None:
-        """Two tasks' async with blocks, left in the opposite order, free one slot each."""
+    @pytest.mark.parametrize("after_a_block", [False, True])
+    async def test_interleaved_across_tasks(
+        self, clock: ManualClock, bus: EventBus, after_a_block: bool
+    ) -> None:
+        """Two tasks' async with blocks, left in the opposite order, free one slot each.
+
+        Also when the tasks start after a block has ended in their parent: its place
+        on the stack is kept for the next block and both tasks see it.
+        """
+        if after_a_block:
+            with CircuitBreaker(clock=clock, bus=bus):
+                pass
         breaker = half_open(clock, bus, max_calls=2)
         leave = {"a": anyio.Event(), "b": anyio.Event()}
         left: list[str] = []
@@ -538,10 +549,14 @@ class TestBlockTokens:
         assert_probes(breaker, running=0, successes=3)
 
     @pytest.mark.anyio
+    @pytest.mark.parametrize("after_a_block", [False, True])
     async def test_interleaved_tasks_keep_their_generation(
-        self, clock: ManualClock, bus: EventBus
+        self, clock: ManualClock, bus: EventBus, after_a_block: bool
     ) -> None:
         """A stale probe task failing late does not reopen a breaker another task is probing."""
+        if after_a_block:
+            async with CircuitBreaker(clock=clock, bus=bus):
+                pass
         breaker = half_open(clock, bus, max_calls=1)
         stale_leave = anyio.Event()
         fresh_leave = anyio.Event()
@@ -574,8 +589,17 @@ class TestBlockTokens:
         assert len(failures) == 1
         assert_probes(breaker, running=0, successes=1)
 
-    def test_interleaved_across_threads(self, clock: ManualClock, bus: EventBus) -> None:
-        """Blocks in two threads, left in the opposite order, free one slot each."""
+    @pytest.mark.parametrize("shared_context", [False, True])
+    def test_interleaved_across_threads(
+        self, clock: ManualClock, bus: EventBus, shared_context: bool
+    ) -> None:
+        """Blocks in two threads, left in the opposite order, free one slot each.
+
+        Also when both threads run in copies of a context in which a block has ended.
+        """
+        with CircuitBreaker(clock=clock, bus=bus):
+            pass
+        context = contextvars.copy_context()
         breaker = half_open(clock, bus, max_calls=2)
         entered = {"a": threading.Event(), "b": threading.Event()}
         leave = {"a": threading.Event(), "b": threading.Event()}
@@ -589,7 +613,12 @@ class TestBlockTokens:
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
-        threads = {label: threading.Thread(target=probe, args=(label,)) for label in "ab"}
+        threads = {
+            label: threading.Thread(target=context.copy().run, args=(probe, label))
+            if shared_context
+            else threading.Thread(target=probe, args=(label,))
+            for label in "ab"
+        }
         for label in "ab":
             threads[label].start()
             assert entered[label].wait(timeout=10)

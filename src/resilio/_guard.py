@@ -37,6 +37,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from threading import get_ident
 from types import AsyncGeneratorType, CoroutineType, GeneratorType, TracebackType
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -48,9 +49,15 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 # The permits held by the ``with`` blocks open in the current thread or task: a linked
-# stack of (guard, token, rest). Immutable nodes, so tasks that copied the context
-# never see each other's pushes.
-_held: ContextVar[tuple[Any, Any, Any] | None] = ContextVar("resilio_held_permits", default=None)
+# stack of nodes [guard, token, rest, thread], pushed by ContextVar.set(), so tasks
+# that copied the context never see each other's pushes. Setting a ContextVar costs
+# more than all the rest of a closed breaker's block, so the bottom node is not
+# popped but ended in place (its guard set to None) and taken again by the next
+# block entered in the thread that made it. A node shared through a copied context
+# is seen by each task only while ended or held by a block it cannot exit; in one
+# thread, taking it is atomic (no await between the check and the claim), and
+# another thread never takes it.
+_held: ContextVar[list[Any] | None] = ContextVar("resilio_held_permits", default=None)
 
 
 # What calling an async or generator function returns: ``call()`` checks a result's
@@ -385,7 +392,12 @@ class Guard:
                 self._acquire()
                 return self
             token = self._acquire()
-        _held.set((self, token, _held.get()))
+        node = _held.get()
+        if node is not None and node[0] is None and node[3] == get_ident():
+            node[1] = token
+            node[0] = self
+        else:
+            _held.set([self, token, node, get_ident()])
         return self
 
     async def __aenter__(self) -> Self:
@@ -398,7 +410,12 @@ class Guard:
                     self._acquire()
                 return self
             token = await self._acquire_async() if self._acquire_waits else self._acquire()
-        _held.set((self, token, _held.get()))
+        node = _held.get()
+        if node is not None and node[0] is None and node[3] == get_ident():
+            node[1] = token
+            node[0] = self
+        else:
+            _held.set([self, token, node, get_ident()])
         return self
 
     # __exit__ and __aexit__ repeat each other rather than share a helper: a frame
@@ -412,8 +429,10 @@ class Guard:
     ) -> None:
         node = _held.get()
         if node is not None and node[0] is self:
-            _held.set(node[2])
             token = node[1]
+            node[0] = None
+            if node[2] is not None:
+                _held.set(node[2])
         elif not self._outcomes:
             return
         else:
@@ -435,8 +454,10 @@ class Guard:
     ) -> None:
         node = _held.get()
         if node is not None and node[0] is self:
-            _held.set(node[2])
             token = node[1]
+            node[0] = None
+            if node[2] is not None:
+                _held.set(node[2])
         elif not self._outcomes:
             return
         else:
@@ -449,7 +470,7 @@ class Guard:
         else:
             self._release(token)
 
-    def _pop_token(self, node: tuple[Any, Any, Any] | None) -> Any:
+    def _pop_token(self, node: list[Any] | None) -> Any:
         """Unlink this guard's innermost permit from *node*, the stack of held permits."""
         # Blocks exited out of order (a generator suspended inside one): unlink ours.
         skipped = []
@@ -462,7 +483,8 @@ class Guard:
             # must still be settled, so use the primitive's current token.
             return self._orphan_token()
         token, rest = node[1], node[2]
-        for guard, other, _ in reversed(skipped):
-            rest = (guard, other, rest)
+        node[0] = None
+        for guard, other, _, thread in reversed(skipped):
+            rest = [guard, other, rest, thread]
         _held.set(rest)
         return token
