@@ -21,6 +21,7 @@ from typing import Any, NoReturn, TypeVar
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -1950,3 +1951,50 @@ class TestConfiguration:
     def test_edge_values_are_accepted(self, clock: ManualClock, options: dict[str, Any]) -> None:
         """Values on the edge of the valid range are accepted."""
         Retry(clock=clock, **options)
+
+
+@pytest.mark.anyio
+class TestNoBlockingOnAnEventLoop:
+    """A sync retry about to sleep on a thread that runs an event loop refuses instead."""
+
+    async def test_decorated_def_refuses_before_sleeping(self, clock: ManualClock) -> None:
+        """The first failure is chained to the RuntimeError; nothing slept, one call made."""
+        script = Script(Boom, "ok")
+        fetch = Retry(name="r", attempts=3, clock=clock)(script)
+        with pytest.raises(RuntimeError, match=r"would block the .* event loop") as info:
+            fetch()
+        assert "call_async" in str(info.value)
+        assert isinstance(info.value.__cause__, Boom)
+        assert script.calls == 1
+        assert clock.monotonic() == 0
+
+    async def test_on_the_system_clock_too(self) -> None:
+        """The real clock refuses the same way, without blocking the loop for a second."""
+        script = Script(Boom, "ok")
+        with pytest.raises(RuntimeError, match="event loop"):
+            Retry(attempts=2, base_delay=1.0, jitter=None).call(script)
+        assert script.calls == 1
+
+    async def test_inline_loop_refuses(self, clock: ManualClock) -> None:
+        """`for attempt in policy:` in a coroutine refuses before its first sleep."""
+        tries = 0
+        with pytest.raises(RuntimeError, match="async for attempt in policy"):  # noqa: PT012
+            for attempt in Retry(attempts=3, on=Boom, clock=clock):
+                with attempt:
+                    tries += 1
+                    raise Boom
+        assert tries == 1
+
+    async def test_no_wait_no_refusal(self, clock: ManualClock) -> None:
+        """A first try that succeeds, or a zero delay, never waits and is not refused."""
+        assert Retry(clock=clock).call(Script("ok")) == "ok"
+        script = Script(Boom, "ok")
+        assert Retry(base_delay=0, clock=clock).call(script) == "ok"
+        assert script.calls == 2
+
+    async def test_a_worker_thread_may_sleep(self, clock: ManualClock) -> None:
+        """A thread started from the loop runs no loop: the sync retry sleeps there."""
+        script = Script(Boom, Boom, "ok")
+        policy = Retry(attempts=3, base_delay=1.0, jitter=None, clock=clock)
+        assert await anyio.to_thread.run_sync(policy.call, script) == "ok"
+        assert clock.monotonic() == 3.0

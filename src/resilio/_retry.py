@@ -34,6 +34,7 @@ from ._events import (
     default_bus,
 )
 from ._guard import is_async_callable
+from ._waiters import running_loop
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -349,6 +350,8 @@ class _Attempts:
         step = self._next_delay()
         if isinstance(step, Attempt):
             return step
+        if step > 0 and running_loop() is not None:
+            raise _blocking_refused(self.policy, None)
         self.policy._clock.sleep(step)
         assert self.run is not None
         return Attempt(self, self.run.attempt)
@@ -605,6 +608,8 @@ class Retry:
                 if error is not None:
                     raise error
                 return result  # type: ignore[no-any-return]
+            if delay > 0 and running_loop() is not None:
+                raise _blocking_refused(self, error) from error
             self._clock.sleep(delay)
             try:
                 result = fn(*args, **kwargs)
@@ -754,3 +759,15 @@ def retry(fn: Callable[P, T] | None = None, /, **options: Any) -> Retry | Callab
         msg = "retry() takes either a function or options, not both"
         raise TypeError(msg)
     return Retry()(fn)
+
+
+def _blocking_refused(policy: Retry, error: BaseException | None) -> RuntimeError:
+    """The error for a sync retry about to sleep on a thread that runs an event loop."""
+    msg = (
+        f"{policy._name!r} would block the {running_loop()} event loop running on this "
+        "thread while it sleeps before the next try; retry an async def instead "
+        "(decorate it, `await policy.call_async(fn)` or `async for attempt in policy:`)"
+    )
+    if error is not None:
+        msg += f"; the last try raised {type(error).__name__}: {error}"
+    return RuntimeError(msg)
