@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     versions = []
-    for name in ["resilio", *PEERS]:
+    for name in ["resilio-primitives", *PEERS]:
         try:
             versions.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:

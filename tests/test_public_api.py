@@ -132,7 +132,7 @@ class TestVersion:
 
     def test_version_matches_metadata(self) -> None:
         """resilio.__version__ equals importlib.metadata.version('resilio')."""
-        assert resilio.__version__ == importlib.metadata.version("resilio")
+        assert resilio.__version__ == importlib.metadata.version("resilio-primitives")
 
     def test_unknown_attribute_raises(self) -> None:
         """Any other missing attribute is an AttributeError naming it."""

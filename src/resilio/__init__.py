@@ -118,4 +118,4 @@ def __getattr__(name: str) -> str:
         raise AttributeError(msg)
     from importlib.metadata import version
 
-    return version("resilio")
+    return version("resilio-primitives")
