@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import timedelta
@@ -20,9 +19,8 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from . import _validate
 from ._clock import SYSTEM_CLOCK, Clock, check_clock, move_on_after
-from ._errors import MisuseError
 from ._guard import Guard, is_async_callable
-from ._retry import Retry
+from ._retry import Retry, check_callable
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -142,7 +140,7 @@ class Composed:
             MisuseError: *fn* is async (use `call_async`) or a generator function;
                 nothing is called and no outcome is recorded. It is a `TypeError`.
         """
-        _check_callable(fn, want_async=False)
+        check_callable(fn, owner="compose()", want_async=False)
         return self(fn)(*args, **kwargs)
 
     async def call_async(
@@ -155,7 +153,7 @@ class Composed:
                 function; nothing is called and no outcome is recorded. It is a
                 `TypeError`.
         """
-        _check_callable(fn, want_async=True)
+        check_callable(fn, owner="compose()", want_async=True)
         return await self(fn)(*args, **kwargs)
 
     def _blocks(self) -> tuple[Any, ...]:
@@ -205,22 +203,6 @@ class Composed:
 
     def __repr__(self) -> str:
         return f"compose({', '.join(map(repr, self._policies))})"
-
-
-def _check_callable(fn: object, *, want_async: bool) -> None:
-    if not callable(fn):
-        msg = f"compose() policies call callables, not {fn!r}"
-        raise MisuseError(msg)
-    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-        msg = f"compose() policies guard calls, not generators: {fn!r}"
-        raise MisuseError(msg)
-    if is_async_callable(fn) != want_async:
-        msg = (
-            f"{fn!r} is async: use call_async() for it"
-            if not want_async
-            else f"{fn!r} is not async: use call() for it"
-        )
-        raise MisuseError(msg)
 
 
 # The exit stacks of the composed blocks open in this thread or task.

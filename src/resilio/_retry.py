@@ -520,7 +520,7 @@ class Retry:
         Raises:
             MisuseError: *fn* is not callable, or is a generator function.
         """
-        _check_callable(fn)
+        check_callable(fn, owner="Retry")
         if is_async_callable(fn):
             return cast("Callable[P, T]", self._wrap_async(fn))  # type: ignore[arg-type]
         return self._wrap_sync(fn)
@@ -658,7 +658,7 @@ class Retry:
             MisuseError: *fn* is async (use `call_async`) or a generator function;
                 nothing is called. It is a `TypeError`.
         """
-        _check_callable(fn, want_async=False)
+        check_callable(fn, owner="Retry", want_async=False)
         return self._wrap_sync(fn)(*args, **kwargs)
 
     async def call_async(
@@ -670,7 +670,7 @@ class Retry:
             MisuseError: *fn* is not async (use `call`) or is an async generator
                 function; nothing is called. It is a `TypeError`.
         """
-        _check_callable(fn, want_async=True)
+        check_callable(fn, owner="Retry", want_async=True)
         return await self._wrap_async(fn)(*args, **kwargs)
 
     def __iter__(self) -> Iterator[Attempt]:
@@ -705,13 +705,15 @@ class Retry:
         )
 
 
-def _check_callable(fn: object, *, want_async: bool | None = None) -> None:
-    """Refuse what a retry cannot run again: non-callables, generators, the wrong colour."""
+def check_callable(fn: object, *, owner: str, want_async: bool | None = None) -> None:
+    """Refuse, with `MisuseError`, what *owner* cannot call (again): a non-callable, a
+    generator function, or, when *want_async* says which, a function of the other colour.
+    Shared by `Retry` and `compose()`, whose ``call``/``call_async`` check before calling."""
     if not callable(fn):
-        msg = f"Retry retries callables, not {fn!r}"
+        msg = f"{owner} calls callables, not {fn!r}"
         raise MisuseError(msg)
     if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-        msg = f"Retry retries calls, not generators: {fn!r}; retry the work inside it instead"
+        msg = f"{owner} guards calls, not generators: {fn!r}; guard the work inside it instead"
         raise MisuseError(msg)
     if want_async is not None and is_async_callable(fn) != want_async:
         msg = (
