@@ -261,6 +261,76 @@ class TestOpen:
         event = next(e for e in events if isinstance(e, CallRejected))
         assert event.source == "cb"
 
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("colour", ["sync", "async"])
+    async def test_decorator_rejects_as_call_does(
+        self,
+        make: Callable[..., CircuitBreaker],
+        clock: ManualClock,
+        events: list[Event],
+        colour: str,
+    ) -> None:
+        """The decorators refuse an open breaker themselves: same error, hint and event.
+
+        Forced open, the hint is None; once the timeout has passed the call is a probe.
+        """
+        breaker = make(failure_threshold=1, success_threshold=1, open_timeout=30)
+        ran: list[int] = []
+
+        async def attempt() -> None:
+            if colour == "sync":
+                breaker(ran.append)(1)
+            else:
+
+                async def record(value: int) -> None:
+                    ran.append(value)
+
+                await breaker(record)(1)
+
+        drive(breaker, "F")
+        clock.advance(12.5)
+        with pytest.raises(CircuitOpenError) as info:
+            await attempt()
+        assert (info.value.name, info.value.retry_after, info.value.half_open) == (
+            "cb",
+            17.5,
+            False,
+        )
+        breaker.force_open()
+        clock.advance(100)
+        with pytest.raises(CircuitOpenError) as info:
+            await attempt()
+        assert info.value.retry_after is None
+        assert ran == []
+        assert rejections(events) == [(OPEN, 17.5, 12.5), (OPEN, None, 112.5)]
+        breaker.reset()
+        drive(breaker, "F")
+        clock.advance(30)
+        await attempt()  # the probe closes it
+        assert ran == [1]
+        assert breaker.state is CLOSED
+
+    def test_decorator_announces_to_later_subscribers(
+        self, clock: ManualClock, bus: EventBus
+    ) -> None:
+        """Rejections nobody hears are not announced; a subscriber added later hears them."""
+        breaker = CircuitBreaker(name="cb", failure_threshold=1, clock=clock, bus=bus)
+        breaker.record_failure()
+        guarded = breaker(succeed)
+        for _ in range(3):  # nobody listens
+            with pytest.raises(CircuitOpenError):
+                guarded()
+        heard: list[CallRejected] = []
+        unsubscribe = bus.subscribe(CallRejected, heard.append)
+        clock.advance(1)
+        with pytest.raises(CircuitOpenError):
+            guarded()
+        assert [(e.source, e.retry_after, e.at) for e in heard] == [("cb", 29.0, 1.0)]
+        unsubscribe()
+        with pytest.raises(CircuitOpenError):
+            guarded()
+        assert len(heard) == 1
+
     @pytest.mark.parametrize("form", ["call", "decorator", "with"])
     def test_every_sync_form_rejects(self, make: Callable[..., CircuitBreaker], form: str) -> None:
         """call(), the decorator and the with block all reject without running."""

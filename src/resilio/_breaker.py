@@ -114,6 +114,8 @@ class BreakerBase(Guard):
     return a reason to trip, or ``None``) and ``_clear_counts``.
     """
 
+    _refused_type = CircuitOpenError
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # Every option is keyword-only, so a positional argument is a decorated
         # function: ``@CircuitBreaker`` written without the parentheses.
@@ -143,10 +145,12 @@ class BreakerBase(Guard):
         "_pending",
         "_probe_deadline",
         "_publishing",
+        "_refused_until",
         "_rejections_counted",
         "_state",
         "_success_threshold",
         "_successes",
+        "_unheard",
     )
 
     def __init__(
@@ -184,6 +188,8 @@ class BreakerBase(Guard):
         self._in_flight = 0
         self._successes = 0
         self._open_until = 0.0
+        self._refused_until = 0.0
+        self._unheard: object = None
         self._probe_deadline = 0.0
         self._open_reason: str | None = None
         self._changed_at = self._now()
@@ -217,6 +223,7 @@ class BreakerBase(Guard):
         with self._lock:
             self._forced = True
             change = None if self._state is OPEN else self._move(OPEN, "forced_open")
+            self._refused_until = 0.0  # no hint to give: _acquire() rejects
             self._open_reason = "forced_open"
         self._announce(change)
 
@@ -317,6 +324,16 @@ class BreakerBase(Guard):
                 raise _new_rejection(CircuitOpenError, self._name, None, True)
             raise _new_rejection(CircuitOpenError, self._name, rejection[1])
         return token
+
+    def _announce_refusal(self, now: float, retry_after: float | None) -> None:
+        # The decorators reject a call to an open breaker themselves (see _guard),
+        # with the same decision as the first one in _acquire, and call this unless
+        # the bus's routing table is one known to send CallRejected nowhere.
+        routes = self._bus._routes
+        if routes.get(CallRejected) == ():
+            self._unheard = routes  # never edited in place: replaced on any change
+        else:
+            self._publish_rejected(OPEN, retry_after, now)
 
     def _admit_locked(
         self,
@@ -426,11 +443,14 @@ class BreakerBase(Guard):
         if new is OPEN:
             self._free = None
             self._open_until = now + self._open_timeout
+            self._refused_until = 0.0 if self._forced else self._open_until
             self._open_reason = reason
         elif new is HALF_OPEN:
             self._free = None
+            self._refused_until = 0.0
             self._probe_deadline = now + self._open_timeout
         else:
+            self._refused_until = 0.0
             self._clear_counts()
             self._free = self._gen if self._free_in_closed else None
             self._open_reason = None

@@ -21,7 +21,14 @@ A primitive that guards calls implements a small permission protocol:
   class also sets ``_free_success = False`` a success on that path changes nothing
   (a closed breaker with a clean record) and is not reported either, unless
   ``_free`` changed while the call ran.
-
+* ``_refused_until`` is 0, or a time on the clock ``_now()`` before which calls
+  are refused without a permit (an open breaker). The decorator checks it when
+  ``_free`` is ``None`` and raises ``_refused_type(_name, retry_after)`` from its
+  own frame (every frame an exception crosses costs as much as raising it), after
+  calling ``_announce_refusal(now, retry_after)`` unless the routing table of the
+  guard's ``_bus`` is ``_unheard``, one it found to send `CallRejected` nowhere
+  (the bus replaces its table on every change, never edits it). Past that time,
+  and in the other forms, ``_acquire()`` decides.
 `Guard` turns that protocol into the decorator (for ``def`` and
 ``async def``, signatures kept), ``with`` / ``async with`` blocks and
 ``call`` / ``call_async``. A form used in a way that cannot work (``call`` given an
@@ -43,7 +50,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from typing_extensions import Self
 
-from ._errors import MisuseError
+from ._errors import MisuseError, RejectedError
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -58,6 +65,10 @@ T = TypeVar("T")
 # thread, taking it is atomic (no await between the check and the claim), and
 # another thread never takes it.
 _held: ContextVar[list[Any] | None] = ContextVar("resilio_held_permits", default=None)
+
+
+# A refusal is built without running its Python-level __init__ (see _errors).
+_new_exception = BaseException.__new__
 
 
 # What calling an async or generator function returns: ``call()`` checks a result's
@@ -119,6 +130,10 @@ class Guard:
     _outcomes = True
     _free_success = True
     _free: object = None
+    _refused_until: float = 0.0
+    _refused_type: type[RejectedError] = RejectedError
+    _name: str = ""
+    _unheard: object = None
 
     # -- the protocol each primitive implements -------------------------------------
 
@@ -135,6 +150,9 @@ class Guard:
         raise NotImplementedError
 
     def _release(self, token: Any) -> None:
+        raise NotImplementedError
+
+    def _announce_refusal(self, now: float, retry_after: float | None) -> None:
         raise NotImplementedError
 
     def _orphan_token(self) -> Any:
@@ -190,6 +208,10 @@ class Guard:
         on_success = self._on_success
         on_error = self._on_error
         release = self._release
+        # What a refusal needs (see _refused_until): a guard that never refuses may lack it.
+        clock: Any = getattr(self, "_now", None)
+        bus: Any = getattr(self, "_bus", None)
+        refused, name, announce_refusal = self._refused_type, self._name, self._announce_refusal
 
         if self._free_success:
 
@@ -197,6 +219,11 @@ class Guard:
             def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
                 token = guard._free
                 if token is None:
+                    until = guard._refused_until
+                    if until and (now := clock()) < until:
+                        if bus._routes is not guard._unheard:
+                            announce_refusal(now, until - now)
+                        raise _new_exception(refused, name, until - now)
                     token = acquire()
                 try:
                     result = fn(*args, **kwargs)
@@ -215,6 +242,11 @@ class Guard:
         def guarded_quiet(*args: P.args, **kwargs: P.kwargs) -> T:
             token = guard._free
             if token is None:
+                until = guard._refused_until
+                if until and (now := clock()) < until:
+                    if bus._routes is not guard._unheard:
+                        announce_refusal(now, until - now)
+                    raise _new_exception(refused, name, until - now)
                 token = acquire()
                 try:
                     result = fn(*args, **kwargs)
@@ -246,6 +278,10 @@ class Guard:
         on_success = self._on_success
         on_error = self._on_error
         release = self._release
+        # What a refusal needs (see _refused_until): a guard that never refuses may lack it.
+        clock: Any = getattr(self, "_now", None)
+        bus: Any = getattr(self, "_bus", None)
+        refused, name, announce_refusal = self._refused_type, self._name, self._announce_refusal
 
         if self._free_success:
 
@@ -253,6 +289,11 @@ class Guard:
             async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
                 token = guard._free
                 if token is None:
+                    until = guard._refused_until
+                    if until and (now := clock()) < until:
+                        if bus._routes is not guard._unheard:
+                            announce_refusal(now, until - now)
+                        raise _new_exception(refused, name, until - now)
                     token = acquire() if acquire_async is None else await acquire_async()
                 try:
                     result = await fn(*args, **kwargs)
@@ -271,6 +312,11 @@ class Guard:
         async def guarded_quiet(*args: P.args, **kwargs: P.kwargs) -> T:
             token = guard._free
             if token is None:
+                until = guard._refused_until
+                if until and (now := clock()) < until:
+                    if bus._routes is not guard._unheard:
+                        announce_refusal(now, until - now)
+                    raise _new_exception(refused, name, until - now)
                 token = acquire() if acquire_async is None else await acquire_async()
                 try:
                     result = await fn(*args, **kwargs)
