@@ -69,8 +69,7 @@ def _table(libraries: list[str], rows: list[dict[str, str]]) -> list[str]:
         f"| Feature | {' | '.join(libraries)} |",
         f"|---|{'---|' * len(libraries)}",
     ]
-    for row in rows:
-        lines.append(f"| {row['feature']} | {' | '.join(row[n] for n in libraries)} |")
+    lines.extend(f"| {row['feature']} | {' | '.join(row[n] for n in libraries)} |" for row in rows)
     return lines
 
 

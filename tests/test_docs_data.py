@@ -17,7 +17,8 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 def _load_generator() -> ModuleType:
     spec = importlib.util.spec_from_file_location("gen_comparison", DOCS / "gen_comparison.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("gen_comparison", module)
     spec.loader.exec_module(module)
