@@ -38,11 +38,12 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, overload
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
+from typing_extensions import TypeVar
 
 from . import _validate
 from ._clock import SYSTEM_CLOCK, AsyncWaker, Clock, check_clock, move_on_after
@@ -60,7 +61,12 @@ from ._waiters import wait_async
 
 logger = logging.getLogger("resilio")
 
-Hook = Callable[["Session"], Any]
+# What a session's data is; a manager built without saying, SessionManager(), holds
+# Any, as if it were SessionManager[Any].
+T = TypeVar("T", default=Any)
+V = TypeVar("V")
+
+Hook = Callable[["Session[T]"], Any]
 """A destroy hook: ``(session) -> None``, or ``(session) -> awaitable`` (an ``async def``)."""
 
 _Hooks = Hook | tuple[Hook, ...] | None  # a session's own: none, one, or several
@@ -86,12 +92,15 @@ DESTROYING = SessionState.DESTROYING
 DESTROYED = SessionState.DESTROYED
 
 
-class Session:
+class Session(Generic[T]):
     """One session of a [`SessionManager`][resilio.SessionManager].
+
+    ``Session[T]`` is the session of a ``SessionManager[T]``: its ``data`` is a ``T``.
+    A bare ``Session`` is ``Session[Any]``.
 
     Attributes:
         id: A fresh unguessable string, unless one was given.
-        data: Whatever was given at creation; yours to use.
+        data: Whatever was given at creation (a ``T``); yours to use.
         created_at: Clock time of creation.
         touched_at: Clock time of the last ``touch`` (or creation).
         ttl: This session's idle timeout in seconds (``None``: none).
@@ -113,7 +122,7 @@ class Session:
     )
 
     id: str
-    data: Any
+    data: T
     created_at: float
     touched_at: float
     ttl: float | None
@@ -128,7 +137,7 @@ class Session:
     def _start(  # noqa: PLR0917 - called by SessionManager.create only
         self,
         id: str,
-        data: Any,
+        data: T,
         now: float,
         ttl: float | None,
         hooks: _Hooks,
@@ -171,7 +180,7 @@ class Session:
         return f"<Session {self.id!r} {self.state.value}>"
 
 
-class SessionManager:
+class SessionManager(Generic[T]):
     """Holds sessions, expires them on time, and runs their destroy hooks exactly once.
 
     ``async with SessionManager(idle_timeout=300) as sessions:`` starts one timer
@@ -215,6 +224,7 @@ class SessionManager:
         "_clock",
         "_closing",
         "_dead",
+        "_flights",
         "_heap",
         "_hook_timeout",
         "_idle_timeout",
@@ -251,21 +261,23 @@ class SessionManager:
         self._clock = check_clock(clock)
         self._now = clock.monotonic
         self._bus = default_bus() if bus is None else check_bus(bus)
-        self._sessions: dict[str, Session]
+        self._sessions: dict[str, Session[T]]
         # With max_sessions, the live sessions in touch order: a touch moves one to
         # the end, an eviction pops the head (both O(1), whatever came and went).
         # Without, order is of no use, and a plain dict is cheaper.
-        self._lru: OrderedDict[str, Session] | None = None
+        self._lru: OrderedDict[str, Session[T]] | None = None
         self._capacity = 0 if max_sessions is None else max_sessions
         if max_sessions is None:
             self._sessions = {}
         else:
             self._sessions = self._lru = OrderedDict()
         self._heap: list[tuple[float, str]] = []
-        self._reserve: list[Session] = []  # blank sessions, see _blank()
+        self._reserve: list[Session[T]] = []  # blank sessions, see _blank()
         self._batch = 16
         # id -> listener, in the order added; the id makes each removal its own
-        self._listeners: dict[object, Hook] = {}
+        self._listeners: dict[object, Hook[T]] = {}
+        # session id -> set once the get_or_create that is making it is through
+        self._flights: dict[str, anyio.Event] = {}
         self._armed = _INF  # the deadline the timer sleeps until
         self._timer: AsyncWaker | None = None
         self._timer_scope: anyio.CancelScope | None = None
@@ -280,7 +292,7 @@ class SessionManager:
 
     # -- lifecycle --------------------------------------------------------------------
 
-    async def __aenter__(self) -> SessionManager:
+    async def __aenter__(self) -> SessionManager[T]:
         if self._started:
             msg = f"{self!r} can be entered only once"
             raise RuntimeError(msg)
@@ -317,20 +329,46 @@ class SessionManager:
 
     # -- sessions ---------------------------------------------------------------------
 
+    @overload
+    async def create(
+        self,
+        data: T,
+        *,
+        ttl: float | timedelta | None = None,
+        on_destroy: Hook[T] | Iterable[Hook[T]] | None = None,
+        id: str | None = None,
+        heartbeat: float | timedelta | None = None,
+        missed: int = 3,
+    ) -> Session[T]: ...
+
+    @overload
+    async def create(  # without data: for a manager whose T takes None
+        self: SessionManager[V | None],
+        data: None = None,
+        *,
+        ttl: float | timedelta | None = None,
+        on_destroy: Hook[T] | Iterable[Hook[T]] | None = None,
+        id: str | None = None,
+        heartbeat: float | timedelta | None = None,
+        missed: int = 3,
+    ) -> Session[T]: ...
+
     async def create(
         self,
         data: Any = None,
         *,
         ttl: float | timedelta | None = None,
-        on_destroy: Hook | Iterable[Hook] | None = None,
+        on_destroy: Hook[Any] | Iterable[Hook[Any]] | None = None,
         id: str | None = None,
         heartbeat: float | timedelta | None = None,
         missed: int = 3,
-    ) -> Session:
+    ) -> Session[Any]:
         """Create a live session.
 
         Args:
-            data: Anything; kept on the session as ``data``.
+            data: Anything (a ``T`` for a ``SessionManager[T]``); kept on the session
+                as ``data``. It may be left out only if ``T`` takes ``None``, as the
+                ``Any`` of a bare ``SessionManager()`` does.
             ttl: This session's idle timeout in seconds (or a ``timedelta``), instead
                 of the manager's.
             on_destroy: A hook or a list of hooks ``(session) -> None`` (or returning
@@ -356,6 +394,9 @@ class SessionManager:
         elif not isinstance(id, str) or not id:
             msg = f"'id' must be a non-empty str: {id!r}"
             raise TypeError(msg)
+        elif id in self._flights:
+            msg = f"'id' is being created by get_or_create: {id!r}"
+            raise ValueError(msg)
         sessions = self._sessions
         if id in sessions:
             msg = f"'id' is taken by a live session: {id!r}"
@@ -390,7 +431,137 @@ class SessionManager:
             await self._finish_hooks(evicted)
         return session
 
-    def _blank(self) -> Session:
+    @overload
+    async def get_or_create(
+        self,
+        session_id: str,
+        factory: Callable[[], Awaitable[T]],
+        /,
+        *,
+        ttl: float | timedelta | None = None,
+        on_destroy: Hook[T] | Iterable[Hook[T]] | None = None,
+        heartbeat: float | timedelta | None = None,
+        missed: int = 3,
+    ) -> Session[T]: ...
+
+    @overload
+    async def get_or_create(
+        self,
+        session_id: str,
+        factory: Callable[[], T],
+        /,
+        *,
+        ttl: float | timedelta | None = None,
+        on_destroy: Hook[T] | Iterable[Hook[T]] | None = None,
+        heartbeat: float | timedelta | None = None,
+        missed: int = 3,
+    ) -> Session[T]: ...
+
+    @overload
+    async def get_or_create(  # without a factory: for a manager whose T takes None
+        self: SessionManager[V | None],
+        session_id: str,
+        /,
+        *,
+        ttl: float | timedelta | None = None,
+        on_destroy: Hook[T] | Iterable[Hook[T]] | None = None,
+        heartbeat: float | timedelta | None = None,
+        missed: int = 3,
+    ) -> Session[T]: ...
+
+    async def get_or_create(
+        self,
+        session_id: str,
+        factory: Callable[[], Any] | None = None,
+        /,
+        *,
+        ttl: float | timedelta | None = None,
+        on_destroy: Hook[Any] | Iterable[Hook[Any]] | None = None,
+        heartbeat: float | timedelta | None = None,
+        missed: int = 3,
+    ) -> Session[Any]:
+        """The live session with this id, touched; else a new one, made once for all callers.
+
+        The id is the key: if a live session has it, that session is touched (as by
+        `touch`) and returned, and the other arguments are not used. Otherwise
+        ``factory()`` makes the data (``None`` without a factory; an ``async def``, or
+        a function returning an awaitable, is awaited) and the session is created
+        with this id and the options given, as by `create`. However many tasks ask
+        for the same id at once, one runs the factory and the others wait for it:
+        all get the same session, and exactly one is created. If the factory raises
+        or its caller is cancelled, that caller gets the error and one of those
+        waiting runs the factory in its turn. A session destroyed meanwhile is not
+        revived: the next call creates a new one.
+
+        Args:
+            session_id: The session's id, a non-empty string.
+            factory: Makes the data of a new session, called only when one is created.
+            ttl: A new session's idle timeout, as for `create`.
+            on_destroy: A new session's hooks, as for `create`.
+            heartbeat: A new session's heartbeat interval, as for `create`.
+            missed: As for `create`.
+
+        Raises:
+            RuntimeError: the manager is not running, or began shutting down while
+                the factory ran (the new session's hooks then run at once, reason
+                ``"shutdown"``, so its data is given back).
+            ValueError: *session_id* is being created by `create`, or a bad option.
+        """
+        if not isinstance(session_id, str) or not session_id:
+            msg = f"'session_id' must be a non-empty str: {session_id!r}"
+            raise TypeError(msg)
+        if factory is not None:
+            _validate.callable_("factory", factory)
+        # Checked before the factory runs, so that a bad option wastes nothing.
+        if ttl is not None:
+            ttl = _validate.duration("ttl", ttl, gt=0)
+        if heartbeat is not None:
+            heartbeat = _validate.duration("heartbeat", heartbeat, gt=0)
+        missed = _validate.integer("missed", missed, ge=1)
+        hooks = _hooks("on_destroy", on_destroy)
+        while True:
+            self._check_open()
+            session = self._sessions.get(session_id)
+            if session is not None:
+                if self._lru is not None:
+                    self._lru.move_to_end(session_id)
+                session.touched_at = self._now()
+                return session
+            flight = self._flights.get(session_id)
+            if flight is None:
+                break
+            await flight.wait()  # then look again: it may have failed, or ended since
+        data: Any = None
+        if factory is not None:
+            self._flights[session_id] = flight = anyio.Event()
+            try:
+                data = factory()
+                if data is not None and inspect.isawaitable(data):
+                    data = await data
+            finally:
+                del self._flights[session_id]
+                flight.set()
+        if self._closing:
+            await self._give_back(session_id, data, hooks)
+        # No await from the check above to the insertion in create: nobody else can
+        # have taken the id.
+        return await self.create(
+            data, ttl=ttl, on_destroy=hooks, id=session_id, heartbeat=heartbeat, missed=missed
+        )
+
+    async def _give_back(self, session_id: str, data: Any, hooks: _Hooks) -> None:
+        """Data made for a manager that is now shutting down: run its hooks, and raise."""
+        session = self._blank()
+        now = self._now()
+        session._start(session_id, data, now, None, hooks, None)
+        if self._bus.wants(SessionCreated):
+            self._bus.publish(SessionCreated(source=self._name, at=now, session_id=session_id))
+        session.state = DESTROYING
+        session.reason = "shutdown"
+        await self._finish_hooks(session)
+        self._check_open()
+
+    def _blank(self) -> Session[T]:
         """A session to start, from a reserve made in batches that sit together in memory.
 
         A full collection walks every session in the order they were made: side by
@@ -405,13 +576,13 @@ class SessionManager:
             self._batch = min(2 * batch, 4096)
         return reserve.pop()
 
-    def _live(self, session_id: str) -> Session:
+    def _live(self, session_id: str) -> Session[T]:
         session = self._sessions.get(session_id)
         if session is None:
             raise SessionNotFound(session_id)
         return session
 
-    async def get(self, session_id: str) -> Session:
+    async def get(self, session_id: str) -> Session[T]:
         """The live session with this id.
 
         Raises:
@@ -419,7 +590,7 @@ class SessionManager:
         """
         return self._live(session_id)
 
-    async def touch(self, session_id: str) -> Session:
+    async def touch(self, session_id: str) -> Session[T]:
         """Mark a session as used now, pushing back its idle deadline; return it.
 
         Raises:
@@ -433,7 +604,7 @@ class SessionManager:
         session.touched_at = self._now()
         return session
 
-    async def heartbeat(self, session_id: str) -> Session:
+    async def heartbeat(self, session_id: str) -> Session[T]:
         """Record a heartbeat from a session created with ``heartbeat=``; return it.
 
         Raises:
@@ -497,7 +668,7 @@ class SessionManager:
                 tasks.start_soon(worker)
         return destroyed
 
-    def on_destroy(self, listener: Hook) -> Callable[[], None]:
+    def on_destroy(self, listener: Hook[T]) -> Callable[[], None]:
         """Call *listener* with every destroyed session, after the session's own hooks.
 
         A listener is a hook like those given to `create`: it may return an
