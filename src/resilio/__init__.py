@@ -40,6 +40,7 @@ from ._events import TaskFailed as TaskFailed
 from ._events import TaskRejected as TaskRejected
 from ._events import default_bus as default_bus
 from ._leaky_bucket import LeakyBucket as LeakyBucket
+from ._pool import MapResults as MapResults
 from ._pool import PoolStats as PoolStats
 from ._pool import TaskHandle as TaskHandle
 from ._pool import WorkerPool as WorkerPool
@@ -70,6 +71,7 @@ __all__ = [
     "EventBus",
     "LeakyBucket",
     "ManualClock",
+    "MapResults",
     "MisuseError",
     "PoolClosedError",
     "PoolFullError",

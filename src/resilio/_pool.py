@@ -154,13 +154,19 @@ class TaskHandle(Generic[T]):
         return f"<TaskHandle {state}>"
 
 
-class _Mapped(Generic[T]):
-    """The async iterator behind `WorkerPool.map`: ordered results, bounded in flight.
+class MapResults(Generic[T]):
+    """The results of [`WorkerPool.map`][resilio.WorkerPool.map], an async iterator.
 
-    A class rather than an async generator, so that leaving the loop early drops
-    the tasks not yet started at once (when the iterator is closed or collected),
-    with no event-loop finalizer involved.
+    ``async for result in pool.map(fn, items)`` yields ``fn(item)`` for each item, in
+    input order, with at most ``workers + queue_size`` tasks in flight. `aclose`
+    (or ``contextlib.aclosing``) stops early and drops the tasks not yet started.
+    Annotate with it: ``results: MapResults[int] = pool.map(fetch_size, urls)``.
+    Made by ``WorkerPool.map`` only.
     """
+
+    # A class rather than an async generator, so that leaving the loop early drops
+    # the tasks not yet started at once (when the iterator is closed or collected),
+    # with no event-loop finalizer involved.
 
     __slots__ = ("_exhausted", "_fn", "_limit", "_pending", "_pool", "_source")
 
@@ -174,7 +180,7 @@ class _Mapped(Generic[T]):
         self._source = aiter(items) if isinstance(items, AsyncIterable) else iter(items)
         self._exhausted = False
 
-    def __aiter__(self) -> _Mapped[T]:
+    def __aiter__(self) -> MapResults[T]:
         return self
 
     async def __anext__(self) -> T:
@@ -566,19 +572,20 @@ class WorkerPool:
     @overload
     def map(
         self, fn: Callable[[Any], Awaitable[T]], items: Iterable[Any] | AsyncIterable[Any], /
-    ) -> _Mapped[T]: ...
+    ) -> MapResults[T]: ...
 
     @overload
     def map(
         self, fn: Callable[[Any], T], items: Iterable[Any] | AsyncIterable[Any], /
-    ) -> _Mapped[T]: ...
+    ) -> MapResults[T]: ...
 
     def map(
         self, fn: Callable[[Any], Any], items: Iterable[Any] | AsyncIterable[Any], /
-    ) -> _Mapped[Any]:
+    ) -> MapResults[Any]:
         """Run ``fn(item)`` for every item and yield the results in input order.
 
-        Items are pulled lazily, so an endless generator works: at most
+        Returns a [`MapResults`][resilio.MapResults], an async iterator. Items are
+        pulled lazily, so an endless generator works: at most
         ``workers + queue_size`` tasks are in flight at once. If a task raises, the
         error is raised here in its turn. Leaving the loop early drops the tasks not
         yet started (at once with ``aclose()`` or ``contextlib.aclosing``, else when
@@ -587,7 +594,7 @@ class WorkerPool:
         Raises:
             PoolClosedError: the pool is shut down.
         """
-        return _Mapped(self, fn, items)
+        return MapResults(self, fn, items)
 
     # -- the workers ------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from contextlib import aclosing
 
 from typing_extensions import assert_type
 
-from resilio import TaskHandle, WorkerPool
+from resilio import MapResults, TaskHandle, WorkerPool
 
 
 async def double(x: int) -> int:
@@ -27,3 +27,13 @@ async def check(pool: WorkerPool) -> None:
     async with aclosing(pool.map(double, [1])) as results:
         async for result in results:
             assert_type(result, int)
+    # The type map returns is public, so it can be annotated.
+    mapped: MapResults[int] = pool.map(triple, range(3))
+    assert_type(pool.map(double, [1]), MapResults[int])
+    assert_type(await anext(mapped), int)
+    await mapped.aclose()
+    strings(pool.map(double, [1]))  # type: ignore[arg-type]
+
+
+def strings(results: MapResults[str]) -> None:
+    """Takes the results of a map whose function returns str."""
