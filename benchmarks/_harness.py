@@ -43,6 +43,16 @@ class Result:
     per_call: dict[str, float]
     added: dict[str, float]
     targets: list[tuple[Target, float, bool]] = field(default_factory=list)
+    #: every repeat's added cost per case, in run order (the medians above come from these)
+    added_runs: dict[str, list[float]] = field(default_factory=dict)
+    #: per target, in the order of ``targets``: the lowest and highest per-repeat ratio
+    spreads: list[tuple[float, float]] = field(default_factory=list)
+
+    def ratio_runs(self, resilio: str, peer: str) -> list[float]:
+        """resilio's added cost over *peer*'s, repeat by repeat (repeats where the peer's
+        added cost was not above zero are left out)."""
+        pairs = zip(self.added_runs.get(resilio, []), self.added_runs.get(peer, []), strict=True)
+        return [r / p for r, p in pairs if p > 0]
 
 
 def _time_sync(fn: Callable[[], object], number: int) -> float:
@@ -92,6 +102,7 @@ def _collect(
         title=title,
         per_call={k: statistics.median(v) for k, v in samples.items()},
         added={k: statistics.median(v) for k, v in added.items()},
+        added_runs=added,
     )
 
 
@@ -124,6 +135,8 @@ def check(result: Result, targets: Sequence[Target]) -> Result:
     for target in targets:
         ratio = result.added[target.resilio] / result.added[target.peer]
         result.targets.append((target, ratio, ratio <= target.ratio))
+        runs = result.ratio_runs(target.resilio, target.peer) or [ratio]
+        result.spreads.append((min(runs), max(runs)))
     return result
 
 
@@ -140,10 +153,10 @@ def report(result: Result, *, out: object = None) -> None:
             f"{result.added[r] / added:.2f}×" if added > 0 else "—" for r in resilio
         )
         write(f"| {name} | {per_call * 1e9:,.0f} ns | {added * 1e9:,.0f} ns | {ratios} |\n")
-    for target, ratio, ok in result.targets:
+    for (target, ratio, ok), (low, high) in zip(result.targets, result.spreads, strict=True):
         verdict = "met" if ok else "MISSED"
         write(
             f"\ntarget: {target.resilio} ≤ {target.ratio}× {target.peer} "
-            f"(added cost): measured {ratio:.3f}× — {verdict}"
+            f"(added cost): measured {ratio:.3f}× (repeats {low:.3f}–{high:.3f}×) — {verdict}"
         )
     write("\n")

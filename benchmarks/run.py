@@ -11,6 +11,7 @@ benchmarks still work, not to measure.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from importlib import metadata
@@ -28,6 +29,7 @@ GROUPS = {
     "pool": "bench_pool",
     "sessions": "bench_sessions",
     "compose": "bench_compose",
+    "overhead": "bench_overhead",
 }
 PEERS = [
     "pybreaker",
@@ -57,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             versions.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             versions.append(f"{name} (not installed)")
-    system = f"Python {platform.python_version()}, {platform.machine()}"
+    system = (
+        f"Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{_cpu_model()}, {os.cpu_count()} logical CPUs, {platform.machine()}"
+    )
     print(f"# resilio benchmarks — {system}")
     print("Versions: " + ", ".join(versions))
     groups = list(GROUPS) if args.group == "all" else [args.group]
@@ -77,6 +82,19 @@ def main(argv: list[str] | None = None) -> int:
             _chart(results, png)
         print(f"\nreport: {md}" + (f", {png}" if results else ""))
     return 0
+
+
+def _cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo where there is one."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def _ns(seconds: float) -> str:
@@ -103,14 +121,17 @@ def _result_table(result: Result) -> str:
     lines = [
         f"### {result.title}",
         "",
-        f"| case | added per call | {' | '.join(f'{r} ÷ case' for r in resilio)} |",
-        f"|---|---:|{'---:|' * len(resilio)}",
+        f"| case | added per call | lowest–highest | "
+        f"{' | '.join(f'{r} ÷ case' for r in resilio)} |",
+        f"|---|---:|---:|{'---:|' * len(resilio)}",
     ]
     for name, added in result.added.items():
         ratios = " | ".join(
             f"{result.added[r] / added:.2f}×" if added > 0 else "—" for r in resilio
         )
-        lines.append(f"| {name} | {_ns(added)} | {ratios} |")
+        runs = result.added_runs.get(name, [])
+        spread = f"{min(runs) * 1e9:,.0f}–{max(runs) * 1e9:,.0f}" if runs and added > 0 else "—"
+        lines.append(f"| {name} | {_ns(added)} | {spread} | {ratios} |")
     return "\n".join(lines) + "\n"
 
 
@@ -123,16 +144,21 @@ def _markdown(
     parts = [
         f"Measured on {system}.\n\nVersions: {', '.join(versions)}.\n",
         "Added cost per call is the case's time minus the baseline's in the same repeat "
-        "(median over repeats); each ratio is resilio's added cost over the case's, so "
-        "below 1× means resilio adds less.\n",
+        "(median over repeats; lowest–highest is the range over the repeats, in ns); each "
+        "ratio is resilio's added cost over the case's, so below 1× means resilio adds "
+        "less.\n",
     ]
-    targets: list[tuple[str, tuple[Any, float, bool]]] = []
+    targets: list[tuple[str, tuple[Any, float, bool], tuple[float, float], int]] = []
     for group, out in outputs.items():
         if isinstance(out, list):
             parts.append(f"## {group}\n")
             for result in out:
                 parts.append(_result_table(result))
-                targets.extend((result.title, t) for t in result.targets)
+                repeats = len(next(iter(result.added_runs.values()), []))
+                targets.extend(
+                    (result.title, t, s, repeats)
+                    for t, s in zip(result.targets, result.spreads, strict=True)
+                )
         elif group == "pool":
             parts.append(_pool_table(out))
         elif group == "sessions":
@@ -143,13 +169,14 @@ def _markdown(
             "## Targets",
             "",
             "<!-- --8<-- [start:targets] -->",  # a section the landing page includes
-            "| benchmark | target | measured | |",
-            "|---|---|---:|---|",
+            "| benchmark | target | measured | lowest–highest of the repeats | |",
+            "|---|---|---:|---:|---|",
         ]
-        for title, (target, ratio, ok) in targets:
+        for title, (target, ratio, ok), (low, high), repeats in targets:
             rows.append(
                 f"| {title} | {target.resilio} ≤ {target.ratio:g}× {target.peer} "
-                f"| {ratio:.3f}× | {'met' if ok else '**missed**'} |"
+                f"| {ratio:.3f}× | {low:.3f}–{high:.3f}× ({repeats}) "
+                f"| {'met' if ok else '**missed**'} |"
             )
         rows.append("<!-- --8<-- [end:targets] -->")
         parts.append("\n".join(rows) + "\n")
@@ -204,7 +231,7 @@ def _chart(results: list[Result], path: Path) -> None:
     fig, axes = plt.subplots(
         len(results),
         1,
-        figsize=(7, 0.25 * sum(heights) + 0.6 * len(results)),
+        figsize=(7, 0.25 * sum(heights) + 0.6 * len(results) + 0.5),
         gridspec_kw={"height_ratios": heights},
         squeeze=False,
     )
