@@ -2,7 +2,12 @@
 
 Targets:
 - sync ``try_acquire`` + call: resilio <= 0.15x limits' fixed-window ``hit()`` (added
-  cost, on the path that never blocks);
+  cost, on the path that never blocks). Like for like: ``hit()`` is limits' only call
+  that takes from a limit, and it is keyed: it builds the item's storage key and
+  increments a counter in a storage (here ``MemoryStorage``, behind a lock, with
+  expiry), where a resilio bucket is one object with no key. Two more cases bound the
+  comparison: limits' ``test()``, its cheapest call (a keyed read that takes nothing),
+  and resilio with a key, a bucket looked up in a dict by key before ``try_acquire``;
 - ``async with bucket`` with a token free: resilio <= 0.5x aiolimiter's ``async with``
   (added cost);
 - waiting grants on the real clock (a rate at which every request waits): resilio's
@@ -58,6 +63,17 @@ def try_acquire_sync(quick: bool) -> Result:
         if fixed.hit(item):
             f()
 
+    def limits_fixed_test() -> None:
+        if fixed.test(item):
+            f()
+
+    buckets = {"client-1": resilio.TokenBucket(HUGE, HUGE)}
+    key = "client-1"
+
+    def resilio_keyed() -> None:
+        if buckets[key].try_acquire():
+            f()
+
     def limits_moving() -> None:
         if moving.hit(item):
             f()
@@ -70,7 +86,9 @@ def try_acquire_sync(quick: bool) -> Result:
         Case("baseline: f()", f, "baseline"),
         Case("resilio TokenBucket.try_acquire", resilio_token, "resilio"),
         Case("resilio LeakyBucket.try_acquire", resilio_leaky, "resilio"),
+        Case("resilio buckets[key].try_acquire", resilio_keyed, "resilio"),
         Case("limits fixed window hit()", limits_fixed),
+        Case("limits fixed window test(), takes nothing", limits_fixed_test),
         Case("limits moving window hit()", limits_moving),
         Case("pyrate-limiter try_acquire", pyrate_try),
     ]

@@ -3,12 +3,17 @@
 100,000 trivial tasks (``async def work(): return 1``) with at most 64 in flight:
 - raw floor: 64 worker coroutines reading an ``asyncio.Queue(128)``;
 - ``asyncio.Semaphore(64)`` + a ``TaskGroup`` (a task per item);
-- ``anyio.CapacityLimiter(64)`` + an anyio task group (a task per item);
+- ``anyio.CapacityLimiter(64)`` + an anyio task group (a task per item): every task is
+  spawned up front and waits on the limiter, so all 100,000 exist at once;
+- the same, bounded: the producer takes the limiter's token before spawning each task,
+  so at most 64 tasks exist (the like-for-like anyio bulkhead);
+- 64 anyio workers reading a memory object stream of 128 items (anyio's raw floor);
 - resilio ``WorkerPool(64, 128)`` through ``map`` and through ``submit``.
 
 Targets on asyncio: throughput >= 0.5x the raw queue workers and >= 10x the
-CapacityLimiter; peak Python heap of the 100k run <= 5 MB (tracemalloc, measured in a
-separate run since tracing slows everything). Trio throughput is reported too.
+CapacityLimiter spawning every task up front; peak Python heap of the 100k run <= 5 MB
+(tracemalloc, measured in a separate run since tracing slows everything). Trio
+throughput is reported too.
 """
 
 from __future__ import annotations
@@ -71,6 +76,39 @@ async def capacity_limiter(n: int) -> None:
             tasks.start_soon(one)
 
 
+async def capacity_limiter_bounded(n: int) -> None:
+    limiter = anyio.CapacityLimiter(WORKERS)
+
+    async def one(borrower: object) -> None:
+        try:
+            await work()
+        finally:
+            limiter.release_on_behalf_of(borrower)
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(n):
+            borrower = object()
+            await limiter.acquire_on_behalf_of(borrower)
+            tasks.start_soon(one, borrower)
+
+
+async def anyio_stream_workers(n: int) -> None:
+    send, receive = anyio.create_memory_object_stream[int](QUEUE)
+
+    async def worker(stream: anyio.abc.ObjectReceiveStream[int]) -> None:
+        async with stream:
+            async for _ in stream:
+                await work()
+
+    async with anyio.create_task_group() as tasks:
+        async with receive:
+            for _ in range(WORKERS):
+                tasks.start_soon(worker, receive.clone())
+        async with send:
+            for i in range(n):
+                await send.send(i)
+
+
 async def pool_map(n: int) -> None:
     async with resilio.WorkerPool(WORKERS, QUEUE) as pool:
         async for _ in pool.map(lambda _: work(), range(n)):
@@ -96,6 +134,8 @@ CASES: dict[str, Callable[[int], Awaitable[None]]] = {
     "raw: 64 workers on asyncio.Queue(128)": raw_queue,
     "asyncio.Semaphore(64) + TaskGroup": semaphore_taskgroup,
     "anyio.CapacityLimiter(64) + task group": capacity_limiter,
+    "anyio.CapacityLimiter(64), bounded spawning": capacity_limiter_bounded,
+    "anyio: 64 workers on a memory stream(128)": anyio_stream_workers,
     "resilio WorkerPool.map": pool_map_async_fn,
     "resilio WorkerPool.submit": pool_submit,
 }
