@@ -7,6 +7,7 @@ Every test drives time with a ManualClock; nothing sleeps for real.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable
 from datetime import timedelta
@@ -74,7 +75,9 @@ def make(clock: ManualClock, bus: EventBus) -> Callable[..., SlidingWindowBreake
     return factory
 
 
-def slow_call(breaker: SlidingWindowBreaker, clock: ManualClock, took: float, *, ok: bool) -> None:
+def slow_call(
+    breaker: SlidingWindowBreaker, clock: ManualClock, took: float, *, ok: bool, form: str = "call"
+) -> None:
     """A guarded call that takes *took* seconds of virtual time, then succeeds or fails."""
 
     def work() -> str:
@@ -83,11 +86,12 @@ def slow_call(breaker: SlidingWindowBreaker, clock: ManualClock, took: float, *,
             raise Boom
         return "ok"
 
+    guarded = functools.partial(breaker.call, work) if form == "call" else breaker(work)
     if ok:
-        assert breaker.call(work) == "ok"
+        assert guarded() == "ok"
     else:
         with pytest.raises(Boom):
-            breaker.call(work)
+            guarded()
 
 
 class TestCountWindow:
@@ -295,18 +299,44 @@ class TestSlowCalls:
             assert changes(events) == [(CLOSED, OPEN, "slow_call_rate", clock.monotonic())]
             assert breaker.snapshot().open_reason == "slow_call_rate"
 
+    @pytest.mark.parametrize("form", ["call", "decorator"])
     def test_slow_calls_are_counted(
-        self, make: Callable[..., SlidingWindowBreaker], clock: ManualClock
+        self, make: Callable[..., SlidingWindowBreaker], clock: ManualClock, form: str
     ) -> None:
         """The snapshot counts slow calls, failed or not, and their rate."""
         breaker = make(window_size=10, min_calls=10, slow_call_duration=1.0)
-        slow_call(breaker, clock, 1.0, ok=True)
-        slow_call(breaker, clock, 1.5, ok=False)
-        slow_call(breaker, clock, 0.5, ok=False)
-        slow_call(breaker, clock, 0.0, ok=True)
+        slow_call(breaker, clock, 1.0, ok=True, form=form)
+        slow_call(breaker, clock, 1.5, ok=False, form=form)
+        slow_call(breaker, clock, 0.5, ok=False, form=form)
+        slow_call(breaker, clock, 0.0, ok=True, form=form)
         snap = breaker.snapshot()
         assert (snap.calls, snap.failed_calls, snap.slow_calls) == (4, 2, 2)
         assert snap.slow_call_rate == 0.5
+
+    @pytest.mark.parametrize("how", ["reset", "forced open, then reset"])
+    @pytest.mark.parametrize("form", ["call", "decorator"])
+    def test_timed_call_outliving_its_generation_is_ignored(
+        self, make: Callable[..., SlidingWindowBreaker], clock: ManualClock, form: str, how: str
+    ) -> None:
+        """A slow call admitted before a reset() (or a trip and recovery) counts for nothing."""
+        breaker = make(window_size=4, min_calls=1, slow_call_duration=1.0)
+
+        def reset_then_fail() -> None:
+            if how != "reset":
+                breaker.force_open()
+            breaker.reset()
+            clock.advance(2.0)
+            raise Boom
+
+        guarded = functools.partial(breaker.call, reset_then_fail)
+        if form == "decorator":
+            guarded = breaker(reset_then_fail)
+        with pytest.raises(Boom):
+            guarded()
+        assert window(breaker) == (0, 0, 0)
+        assert breaker.state is CLOSED
+        slow_call(breaker, clock, 2.0, ok=True, form=form)  # the new generation times calls
+        assert breaker.state is OPEN
 
     def test_failure_rate_is_reported_first(
         self, make: Callable[..., SlidingWindowBreaker], clock: ManualClock, events: list[Event]
@@ -852,12 +882,14 @@ class TestTimeWindowHotPath:
         drive(breaker, "FF")
         assert breaker.state is OPEN  # 3 of 6 failed
 
+    @pytest.mark.parametrize("form", ["call", "decorator"])
     @pytest.mark.parametrize("window_duration", [None, 10.0])
     def test_slow_successes_still_count_as_slow(
         self,
         make: Callable[..., SlidingWindowBreaker],
         clock: ManualClock,
         window_duration: float | None,
+        form: str,
     ) -> None:
         """With slow calls measured, only quick successes skip the lock; slow ones count."""
         size = {"window_size": 6} if window_duration is None else {}
@@ -869,14 +901,14 @@ class TestTimeWindowHotPath:
             slow_call_rate_threshold=0.5,
         )
         for _ in range(4):
-            slow_call(breaker, clock, 0.5, ok=True)
+            slow_call(breaker, clock, 0.5, ok=True, form=form)
         assert window(breaker) == (4, 0, 0)
-        slow_call(breaker, clock, 1.0, ok=True)
+        slow_call(breaker, clock, 1.0, ok=True, form=form)
         assert window(breaker) == (5, 0, 1)
         assert breaker.state is CLOSED
         slow = 1
         while breaker.state is CLOSED and slow < 4:
-            slow_call(breaker, clock, 2.0, ok=True)
+            slow_call(breaker, clock, 2.0, ok=True, form=form)
             slow += 1
         assert breaker.state is OPEN
         # Half of the window was slow: 3 of the last 6 calls, or 4 of 8 in 10 s.

@@ -150,6 +150,8 @@ class BreakerBase(Guard):
         "_state",
         "_success_threshold",
         "_successes",
+        "_timed",
+        "_timed_free",
         "_unheard",
     )
 
@@ -184,6 +186,8 @@ class BreakerBase(Guard):
         self._gen = 0
         self._free: int | None = 0
         self._free_in_closed = True
+        self._timed = False
+        self._timed_free: int | None = None
         self._forced = False
         self._in_flight = 0
         self._successes = 0
@@ -235,6 +239,7 @@ class BreakerBase(Guard):
                 self._gen += 1
                 self._clear_counts()
                 self._free = self._gen if self._free_in_closed else None
+                self._timed_free = self._gen if self._timed else None
                 change = None
             else:
                 change = self._move(CLOSED, "reset")
@@ -441,18 +446,19 @@ class BreakerBase(Guard):
         self._in_flight = 0
         self._successes = 0
         if new is OPEN:
-            self._free = None
+            self._free = self._timed_free = None
             self._open_until = now + self._open_timeout
             self._refused_until = 0.0 if self._forced else self._open_until
             self._open_reason = reason
         elif new is HALF_OPEN:
-            self._free = None
+            self._free = self._timed_free = None
             self._refused_until = 0.0
             self._probe_deadline = now + self._open_timeout
         else:
             self._refused_until = 0.0
             self._clear_counts()
             self._free = self._gen if self._free_in_closed else None
+            self._timed_free = self._gen if self._timed else None
             self._open_reason = None
         if not self._bus.wants(CircuitStateChanged):
             return None

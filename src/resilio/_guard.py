@@ -21,6 +21,11 @@ A primitive that guards calls implements a small permission protocol:
   class also sets ``_free_success = False`` a success on that path changes nothing
   (a closed breaker with a clean record) and is not reported either, unless
   ``_free`` changed while the call ran.
+* ``_timed_free`` is like ``_free`` for a guard that times its calls
+  (``_timed = True``, a breaker measuring slow calls): the decorator pairs it with
+  the start time on ``_now()``, ``(token, start)``, the token ``_acquire()``
+  returns for such a guard, and reports its success to ``_on_timed_success``.
+  The other forms take that token from ``_acquire()``.
 * ``_refused_until`` is 0, or a time on the clock ``_now()`` before which calls
   are refused without a permit (an open breaker). The decorator checks it when
   ``_free`` is ``None`` and raises ``_refused_type(_name, retry_after)`` from its
@@ -130,6 +135,8 @@ class Guard:
     _outcomes = True
     _free_success = True
     _free: object = None
+    _timed = False
+    _timed_free: object = None
     _refused_until: float = 0.0
     _refused_type: type[RejectedError] = RejectedError
     _name: str = ""
@@ -151,6 +158,10 @@ class Guard:
 
     def _release(self, token: Any) -> None:
         raise NotImplementedError
+
+    def _on_timed_success(self, token: Any) -> None:
+        """``_on_success`` for a ``(token, start)`` made by the decorator (see _timed_free)."""
+        self._on_success(token)
 
     def _announce_refusal(self, now: float, retry_after: float | None) -> None:
         raise NotImplementedError
@@ -212,6 +223,34 @@ class Guard:
         clock: Any = getattr(self, "_now", None)
         bus: Any = getattr(self, "_bus", None)
         refused, name, announce_refusal = self._refused_type, self._name, self._announce_refusal
+
+        if self._timed:
+            on_success = self._on_timed_success
+
+            @functools.wraps(fn)
+            def guarded_timed(*args: P.args, **kwargs: P.kwargs) -> T:
+                token = guard._timed_free
+                if token is None:
+                    until = guard._refused_until
+                    if until and (now := clock()) < until:
+                        if bus._routes is not guard._unheard:
+                            announce_refusal(now, until - now)
+                        raise _new_exception(refused, name, until - now)
+                    token = acquire()
+                else:
+                    token = (token, clock())
+                try:
+                    result = fn(*args, **kwargs)
+                except Exception as exc:
+                    on_error(token, exc)
+                    raise
+                except BaseException:
+                    release(token)
+                    raise
+                on_success(token)
+                return result
+
+            return guarded_timed
 
         if self._free_success:
 

@@ -220,9 +220,12 @@ class SlidingWindowBreaker(BreakerBase):
             bus=bus,
         )
         # Without slow-call tracking a closed breaker needs no start time, so calls
-        # skip _acquire(); their outcomes are still recorded (_free_success).
+        # skip _acquire(); their outcomes are still recorded (_free_success). With
+        # it, the decorator adds the start time itself (_timed_free).
         self._free_in_closed = self._slow_after is None
         self._free = 0 if self._free_in_closed else None
+        self._timed = not self._free_in_closed
+        self._timed_free = None if self._free_in_closed else 0
         self._counted = self._window_duration is None
         if self._window_duration is None:
             self._width = 0.0
@@ -273,6 +276,21 @@ class SlidingWindowBreaker(BreakerBase):
             if until is None or self._now() < until:
                 next(ticks)
                 return
+        self._outcome(token, failed=False)
+
+    def _on_timed_success(self, token: Any) -> None:
+        # _on_success for the token of a breaker measuring slow calls, always
+        # (gen, start), from the decorator (see _guard): the same hot path, without
+        # asking what the token is.
+        ticks = self._ticks
+        gen, start = token
+        if gen == self._fast_gen:
+            now = self._now()
+            if now - start < self._slow_after:
+                until = self._tick_until
+                if until is None or now < until:
+                    next(ticks)
+                    return
         self._outcome(token, failed=False)
 
     def _on_error(self, token: Any, exc: Exception) -> None:
