@@ -185,24 +185,31 @@ def _markdown(
 
 def _pool_table(out: dict[str, Any]) -> str:
     rates, heaps = out["rates"], out["heaps"]
+    ranges = out.get("ranges", {})
     raw = rates.get("raw: 64 workers on asyncio.Queue(128)")
     rows = [
         "## pool",
         "",
-        "Trivial tasks, at most 64 in flight (asyncio).",
+        f"{out.get('n', 100_000):,} trivial tasks, at most 64 in flight (asyncio); median "
+        f"of {out.get('repeats', 1)} interleaved runs, lowest–highest beside it.",
         "",
-        "| approach | tasks/s | ÷ raw queue | peak heap |",
-        "|---|---:|---:|---:|",
+        "| approach | tasks/s | lowest–highest | ÷ raw queue | peak heap |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, rate in rates.items():
         versus = f"{rate / raw:.2f}×" if raw else "—"
-        rows.append(f"| {name} | {rate:,.0f} | {versus} | {heaps[name]:.1f} MB |")
+        low, high = ranges.get(name, (rate, rate))
+        rows.append(
+            f"| {name} | {rate:,.0f} | {low:,.0f}–{high:,.0f} | {versus} | {heaps[name]:.1f} MB |"
+        )
     trio_map, trio_submit = out["trio"]
     rows += [
         "",
         f"trio: WorkerPool.map {trio_map:,.0f} tasks/s, "
         f"WorkerPool.submit {trio_submit:,.0f} tasks/s.",
     ]
+    for target in out.get("targets", []):
+        rows += ["", target.replace("MISSED", "**missed**")]
     return "\n".join(rows) + "\n"
 
 
