@@ -48,12 +48,12 @@ url = "https://example.invalid/items"
 
 def composition() -> None:
     # --8<-- [start:compose-equivalence]
-    policy = compose(retry_policy, breaker, bucket, Timeout(2.0, clock=clock))
+    policy = compose(retry_policy, breaker, bucket, Timeout(2.0))
     guarded = policy(fetch)  # the same as retry_policy(breaker(bucket(Timeout(2.0)(fetch))))
     # --8<-- [end:compose-equivalence]
     assert anyio.run(guarded) == "page at https://example.invalid/"
     # --8<-- [start:compose-order]
-    policy = compose(retry_policy, breaker, limiter, Timeout(seconds, clock=clock))
+    policy = compose(retry_policy, breaker, limiter, Timeout(seconds))
     # --8<-- [end:compose-order]
     print("composed:", policy)
 

@@ -2,22 +2,72 @@
 
 Each example runs in a fresh interpreter (the one running this script), with
 warnings turned into errors and a time limit, so an example that breaks, warns or
-hangs fails CI. Usage: ``python examples/run_all.py``.
+hangs fails CI. Modules whose names start with ``_`` are helpers the examples import,
+not examples. The README cannot include files, so it copies some example sections:
+each copy follows a ``<!-- examples/NAME.py:SECTION -->`` line, and this script fails
+if it differs from the section, so the two cannot drift apart.
+Usage: ``python examples/run_all.py``.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+README = HERE.parent / "README.md"
 TIME_LIMIT = 30.0  # seconds; each example is meant to finish in well under 2
+
+# The section markers of pymdownx.snippets, which the docs use to include sections.
+MARKER = re.compile(r"-+8<-+[ \t]+\[[ \t]*(start|end)[ \t]*:[ \t]*([a-z][-_0-9a-z]*)[ \t]*\]")
+COPY = re.compile(
+    r"^<!-- (examples/[\w.]+\.py):([a-z][-_0-9a-z]*) -->\n```\w*\n(.*?)^```$", re.M | re.S
+)
+
+
+def section(path: Path, name: str) -> str | None:
+    """The lines of ``path`` between the markers of section ``name``, as the docs show them."""
+    lines: list[str] = []
+    inside = False
+    for line in path.read_text().splitlines():
+        marker = MARKER.search(line)
+        if marker is None:
+            if inside:
+                lines.append(line)
+        elif marker[2] == name:
+            if marker[1] == "end":
+                return "\n".join(lines) + "\n"
+            inside = True
+    return None
+
+
+def readme_drift() -> list[str]:
+    """Every README copy of an example section that differs from the section."""
+    problems: list[str] = []
+    copies = COPY.findall(README.read_text())
+    if not copies:
+        problems.append(f"{README.name}: no copy of an example section found")
+    for file, name, copy in copies:
+        original = section(HERE.parent / file, name)
+        if original is None:
+            problems.append(f"{README.name}: {file} has no section {name!r}")
+        elif copy != original:
+            problems.append(f"{README.name}: its copy of {file}:{name} differs from the file")
+    return problems
 
 
 def main() -> int:
-    examples = sorted(p for p in HERE.glob("*.py") if p.name != Path(__file__).name)
+    examples = sorted(
+        p for p in HERE.glob("*.py") if p.name != Path(__file__).name and not p.name.startswith("_")
+    )
+    drift = readme_drift()
+    for problem in drift:
+        print(f"FAIL {problem}")
+    if not drift:
+        print(f"ok   {README.name}: its copies of example sections match the examples")
     failed: list[str] = []
     for path in examples:
         start = time.perf_counter()
@@ -45,7 +95,7 @@ def main() -> int:
         print("no examples found")
         return 1
     print(f"{len(examples) - len(failed)} of {len(examples)} examples passed")
-    return 1 if failed else 0
+    return 1 if failed or drift else 0
 
 
 if __name__ == "__main__":

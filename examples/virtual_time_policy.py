@@ -1,11 +1,14 @@
-"""resilio in thirty seconds: a retry, a breaker and a token bucket on one async def.
+"""A composed policy on virtual time: every step of a retry, a breaker and a bucket, at once.
 
-``compose(outer, ..., inner)`` stacks primitives outermost first: every try of the
-retry passes the breaker, then takes a token from the bucket. Time is a
-``ManualClock`` that a small driver moves on whenever every task is waiting, so the
-example runs instantly and prints the same lines on every run.
+The policy of ``examples/quickstart.py`` waits on the real clock. Built with
+``clock=`` on each primitive, the same kind of policy runs on a ``ManualClock``, which a
+small driver moves on whenever every task is waiting: the backoffs and the breaker's
+open timeout pass instantly, and the example prints the same lines on every run, which
+is what a test of a policy needs. ``compose(outer, ..., inner)`` stacks primitives
+outermost first: every try of the retry passes the breaker, then takes a token from
+the bucket.
 
-Run it with ``python examples/quickstart.py``.
+Run it with ``python examples/virtual_time_policy.py``.
 """
 
 from __future__ import annotations
