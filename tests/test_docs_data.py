@@ -127,3 +127,63 @@ def test_stale_file_is_reported(
     assert "stale" in capsys.readouterr().err
     assert gen.main([]) == 0
     assert stale.read_text(encoding="utf-8") == gen.generate()
+
+
+def _load_benchmark_runner() -> ModuleType:
+    path = DOCS.parent / "benchmarks" / "run.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_run", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+runner = _load_benchmark_runner()
+harness = sys.modules["_harness"]
+
+
+def test_benchmarks_page_explains_every_group() -> None:
+    page = (DOCS / "benchmarks.md").read_text(encoding="utf-8")
+    for group in runner.GROUPS:
+        assert f"(`{group}`)" in page, group
+
+
+def _result() -> Any:
+    result = harness.Result(
+        title="Sync: a call",
+        per_call={"baseline": 1e-7, "resilio x": 2e-7, "peer y": 5e-7},
+        added={"baseline": 0.0, "resilio x": 1e-7, "peer y": 4e-7},
+        added_runs={
+            "baseline": [0.0, 0.0, 0.0],
+            "resilio x": [1e-7, 1.2e-7, 0.9e-7],
+            "peer y": [4e-7, 3e-7, 4.5e-7],
+        },
+    )
+    targets = [
+        harness.Target("resilio x", "peer y", 0.3),
+        harness.Target("resilio x", "peer y", 0.2),
+    ]
+    return harness.check(result, targets)
+
+
+def test_targets_carry_the_spread_of_per_repeat_ratios() -> None:
+    result = _result()
+    assert result.ratio_runs("resilio x", "peer y") == pytest.approx([0.25, 0.4, 0.2])
+    assert result.spreads == [pytest.approx((0.2, 0.4))] * 2
+    assert [ok for _, _, ok in result.targets] == [True, False]
+
+
+def test_report_names_machine_spread_and_verdicts() -> None:
+    text = runner._markdown("Python 3.x, Some CPU", ["resilio 0"], {"g": [_result()]}, {})
+    assert "Measured on Python 3.x, Some CPU." in text
+    times, dash = "\u00d7", "\u2013"  # the report's multiplication sign and en dash
+    assert f"| resilio x | 100 ns | 90{dash}120 | 1.00{times} |" in text
+    assert f"| 0.250{times} | 0.200{dash}0.400{times} (3) | met |" in text
+    assert f"| 0.250{times} | 0.200{dash}0.400{times} (3) | **missed** |" in text
+
+
+def test_cpu_model_is_named() -> None:
+    model = runner._cpu_model()
+    assert model
+    assert model != "unknown CPU" or not Path("/proc/cpuinfo").exists()
