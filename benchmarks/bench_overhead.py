@@ -32,6 +32,7 @@ from typing import Any
 
 import anyio
 from _harness import Case, Result, report, run_async
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 import resilio
 
@@ -114,7 +115,7 @@ async def _client(port: int) -> AsyncIterator[tuple[str, Callable[[], Awaitable[
         return
     stream = await anyio.connect_tcp("127.0.0.1", port)
     async with stream:
-        buffered = anyio.streams.buffered.BufferedByteReceiveStream(stream)
+        buffered = BufferedByteReceiveStream(stream)
         request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
         async def get_raw() -> bytes:
