@@ -30,7 +30,7 @@ async def price_or_none(client: httpx.AsyncClient, sku: str) -> float | None:
     try:
         return await price(client, sku)
     except CircuitOpenError:  # open: refused at once, without a request
-        return None  # or a cached price, or a 503 with `Retry-After: exc.retry_after`
+        return None  # or a cached price, or a 503 with Retry-After
     # --8<-- [end:use]
 
 

@@ -13,12 +13,12 @@ import httpx
 
 from resilio import LeakyBucket
 
-# One bucket per dependency: one request every 100 ms; `capacity` is how many may wait.
+# One request every 100 ms; `capacity` is how many may wait for their turn.
 relay = LeakyBucket(rate=10, capacity=100)
 
 
 async def send(client: httpx.AsyncClient, to: str, text: str) -> None:
-    async with relay:  # waits for its slot; RateLimitExceeded at once when 100 wait
+    async with relay:  # waits its turn; RateLimitExceeded when 100 wait
         response = await client.post("/send", json={"to": to, "text": text})
     response.raise_for_status()
     # --8<-- [end:use]

@@ -15,13 +15,16 @@ import httpx
 
 from resilio import Session, SessionManager
 
+Sessions = SessionManager[httpx.AsyncClient]
+
 
 async def close_client(session: Session[httpx.AsyncClient]) -> None:
     await session.data.aclose()  # runs exactly once, however the session ends
 
 
-async def profile(sessions: SessionManager[httpx.AsyncClient], user: str, api: str) -> object:
-    session = await sessions.get_or_create(  # the user's live session, touched, or a new one
+async def profile(sessions: Sessions, user: str, api: str) -> object:
+    # The live session (touched), or a new one made once for all callers.
+    session = await sessions.get_or_create(
         user,
         lambda: httpx.AsyncClient(base_url=api, headers={"X-User": user}),
         on_destroy=close_client,
@@ -32,8 +35,8 @@ async def profile(sessions: SessionManager[httpx.AsyncClient], user: str, api: s
 
 
 async def serve(api: str) -> None:
-    async with SessionManager[httpx.AsyncClient](idle_timeout=300.0) as sessions:
-        for user in ["ada", "bob", "ada"]:  # requests, as the handlers would see them
+    async with Sessions(idle_timeout=300.0) as sessions:
+        for user in ["ada", "bob", "ada"]:  # requests from the handlers
             print(user, await profile(sessions, user, api))
         await sessions.destroy("bob", reason="logged out")
     # leaving the block destroyed the other sessions: every client is closed

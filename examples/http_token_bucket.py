@@ -13,11 +13,11 @@ import httpx
 
 from resilio import TokenBucket
 
-# One bucket per quota, created once and shared by every caller.
-search_quota = TokenBucket(rate=20, capacity=5)  # 20 requests a second, bursts of 5
+# 20 requests a second, in bursts of up to 5; one bucket, shared by all.
+search_quota = TokenBucket(rate=20, capacity=5)
 
 
-@search_quota  # waits its turn for a token; with reject=True, RateLimitExceeded instead
+@search_quota  # waits for a token; reject=True raises RateLimitExceeded
 async def search(client: httpx.AsyncClient, query: str) -> list[str]:
     response = await client.get("/search", params={"q": query})
     response.raise_for_status()

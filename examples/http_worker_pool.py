@@ -18,9 +18,10 @@ from resilio import WorkerPool
 async def page_sizes(base_url: str, paths: list[str]) -> list[int]:
     async with (
         httpx.AsyncClient(base_url=base_url) as client,
-        WorkerPool(workers=4, queue_size=8) as pool,  # at most 4 requests at once
+        WorkerPool(workers=4, queue_size=8) as pool,  # 4 requests at most
     ):
-        return [len(response.content) async for response in pool.map(client.get, paths)]
+        pages = pool.map(client.get, paths)  # in input order
+        return [len(page.content) async for page in pages]
     # --8<-- [end:use]
 
 

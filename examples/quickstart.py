@@ -16,9 +16,9 @@ from resilio import CircuitBreaker, Retry, Timeout, TokenBucket, compose
 
 # One policy per dependency, built once and shared by every request.
 inventory = compose(
-    Retry(on=(httpx.TransportError, TimeoutError), attempts=3),  # each try passes the rest
+    Retry(on=(httpx.TransportError, TimeoutError), attempts=3),  # outermost
     CircuitBreaker(name="inventory", failure_threshold=5, open_timeout=30.0),
-    TokenBucket(rate=50, capacity=10),  # 50 requests a second, bursts of 10
+    TokenBucket(rate=50, capacity=10),  # 50 calls a second, bursts of 10
     Timeout(2.0),  # seconds, for each try
 )
 
