@@ -31,6 +31,7 @@ from ._clock import SYSTEM_CLOCK, Clock, check_clock
 from ._errors import CircuitOpenError, MisuseError, RejectedError
 from ._events import CallRejected, CircuitStateChanged, EventBus, check_bus, default_bus
 from ._guard import Guard, is_async_callable
+from ._waiters import finished
 
 logger = logging.getLogger("resilio")
 
@@ -116,6 +117,10 @@ class BreakerBase(Guard):
 
     _refused_type = CircuitOpenError
 
+    # Admission never waits: ``async with`` makes no coroutine (see _guard).
+    __aenter__ = Guard._aenter_at_once  # type: ignore[assignment]
+    __aexit__ = Guard._aexit_at_once  # type: ignore[assignment]
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # Every option is keyword-only, so a positional argument is a decorated
         # function: ``@CircuitBreaker`` written without the parentheses.
@@ -128,6 +133,7 @@ class BreakerBase(Guard):
         "_bus",
         "_changed_at",
         "_clock",
+        "_entered",
         "_failure_on",
         "_forced",
         "_free",
@@ -194,6 +200,7 @@ class BreakerBase(Guard):
         self._open_until = 0.0
         self._refused_until = 0.0
         self._unheard: object = None
+        self._entered = finished(self)  # what an admitted ``async with`` awaits
         self._probe_deadline = 0.0
         self._open_reason: str | None = None
         self._changed_at = self._now()

@@ -56,6 +56,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from typing_extensions import Self
 
 from ._errors import MisuseError, RejectedError
+from ._waiters import finished
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -71,6 +72,9 @@ T = TypeVar("T")
 # another thread never takes it.
 _held: ContextVar[list[Any] | None] = ContextVar("resilio_held_permits", default=None)
 
+
+# What ``__aexit__`` hands back when it has nothing to wait for.
+_NOTHING = finished(None)
 
 # A refusal is built without running its Python-level __init__ (see _errors).
 _new_exception = BaseException.__new__
@@ -140,6 +144,7 @@ class Guard:
     _refused_until: float = 0.0
     _refused_type: type[RejectedError] = RejectedError
     _name: str = ""
+    _entered: object = None
     _unheard: object = None
 
     # -- the protocol each primitive implements -------------------------------------
@@ -554,6 +559,46 @@ class Guard:
             self._on_error(token, exc)
         else:
             self._release(token)
+
+    # For a guard that counts outcomes and whose admission never waits these
+    # serve as ``__aenter__`` / ``__aexit__``: plain functions doing the work of
+    # ``__enter__`` / ``__exit__`` that hand back a finished awaitable made once
+    # (``_entered``, holding the guard), cheaper than making and running a coroutine.
+
+    def _aenter_at_once(self) -> Awaitable[Self]:
+        token = self._free
+        if token is None:
+            token = self._acquire()
+        node = _held.get()
+        if node is not None and node[0] is None and node[3] == get_ident():
+            node[1] = token
+            node[0] = self
+        else:
+            _held.set([self, token, node, get_ident()])
+        return cast("Awaitable[Self]", self._entered)
+
+    def _aexit_at_once(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Awaitable[None]:
+        node = _held.get()
+        if node is not None and node[0] is self:
+            token = node[1]
+            node[0] = None
+            if node[2] is not None:
+                _held.set(node[2])
+        else:
+            token = self._pop_token(node)
+        if exc is None:
+            if self._free_success or self._free is not token:
+                self._on_success(token)
+        elif isinstance(exc, Exception):
+            self._on_error(token, exc)
+        else:
+            self._release(token)
+        return _NOTHING
 
     def _pop_token(self, node: list[Any] | None) -> Any:
         """Unlink this guard's innermost permit from *node*, the stack of held permits."""
