@@ -5,7 +5,9 @@ warnings turned into errors and a time limit, so an example that breaks, warns o
 hangs fails CI. Modules whose names start with ``_`` are helpers the examples import,
 not examples. The README cannot include files, so it copies some example sections:
 each copy follows a ``<!-- examples/NAME.py:SECTION -->`` line, and this script fails
-if it differs from the section, so the two cannot drift apart.
+if it differs from the section, so the two cannot drift apart. In the same way, a
+``text`` block that follows an ``<!-- output of examples/NAME.py -->`` line in the
+README or a docs page must be exactly what the example prints.
 Usage: ``python examples/run_all.py``.
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 README = HERE.parent / "README.md"
+PAGES = [README, *sorted((HERE.parent / "docs").glob("*.md"))]
 TIME_LIMIT = 30.0  # seconds; each example is meant to finish in well under 2
 
 # The section markers of pymdownx.snippets, which the docs use to include sections.
@@ -26,6 +29,7 @@ MARKER = re.compile(r"-+8<-+[ \t]+\[[ \t]*(start|end)[ \t]*:[ \t]*([a-z][-_0-9a-
 COPY = re.compile(
     r"^<!-- (examples/[\w.]+\.py):([a-z][-_0-9a-z]*) -->\n```\w*\n(.*?)^```$", re.M | re.S
 )
+OUTPUT = re.compile(r"^<!-- output of examples/([\w.]+\.py) -->\n```text\n(.*?)^```$", re.M | re.S)
 
 
 def section(path: Path, name: str) -> str | None:
@@ -59,6 +63,18 @@ def readme_drift() -> list[str]:
     return problems
 
 
+def output_drift(outputs: dict[str, str]) -> list[str]:
+    """Every output shown in the README or the docs that differs from the example's."""
+    problems: list[str] = []
+    for page in PAGES:
+        for name, shown in OUTPUT.findall(page.read_text()):
+            if name not in outputs:
+                problems.append(f"{page.name}: shows the output of {name}, which did not run")
+            elif shown != outputs[name]:
+                problems.append(f"{page.name}: the output it shows of {name} is not what it prints")
+    return problems
+
+
 def main() -> int:
     examples = sorted(
         p for p in HERE.glob("*.py") if p.name != Path(__file__).name and not p.name.startswith("_")
@@ -69,6 +85,7 @@ def main() -> int:
     if not drift:
         print(f"ok   {README.name}: its copies of example sections match the examples")
     failed: list[str] = []
+    outputs: dict[str, str] = {}
     for path in examples:
         start = time.perf_counter()
         try:
@@ -86,6 +103,7 @@ def main() -> int:
         elapsed = time.perf_counter() - start
         if done.returncode == 0:
             print(f"ok   {path.name} ({elapsed:.2f}s)")
+            outputs[path.name] = done.stdout
         else:
             print(f"FAIL {path.name}: exit code {done.returncode} ({elapsed:.2f}s)")
             print(done.stdout, end="")
@@ -95,7 +113,10 @@ def main() -> int:
         print("no examples found")
         return 1
     print(f"{len(examples) - len(failed)} of {len(examples)} examples passed")
-    return 1 if failed or drift else 0
+    shown = output_drift(outputs)
+    for problem in shown:
+        print(f"FAIL {problem}")
+    return 1 if failed or drift or shown else 0
 
 
 if __name__ == "__main__":
