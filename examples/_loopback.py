@@ -11,6 +11,7 @@ the block ends. This module is imported by the examples; it does nothing on its 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -40,6 +41,8 @@ Reply = tuple[int, object] | None
 @contextmanager
 def loopback(answer: Callable[[Request], Reply]) -> Iterator[str]:
     """Serve ``answer`` on 127.0.0.1 at a free port; yield the base URL."""
+    for name in ("NO_PROXY", "no_proxy"):  # a proxy in the environment cannot reach us
+        os.environ[name] = ",".join(filter(None, [os.environ.get(name), "127.0.0.1"]))
     counts: Counter[str] = Counter()
     lock = threading.Lock()
 
