@@ -45,8 +45,9 @@ class Result:
     targets: list[tuple[Target, float, bool]] = field(default_factory=list)
     #: every repeat's added cost per case, in run order (the medians above come from these)
     added_runs: dict[str, list[float]] = field(default_factory=dict)
-    #: per target, in the order of ``targets``: the lowest and highest per-repeat ratio
-    spreads: list[tuple[float, float]] = field(default_factory=list)
+    #: per target, in the order of ``targets``: the per-repeat ratios' lowest, first
+    #: quartile, third quartile and highest
+    spreads: list[tuple[float, float, float, float]] = field(default_factory=list)
 
     def ratio_runs(self, resilio: str, peer: str) -> list[float]:
         """resilio's added cost over *peer*'s, repeat by repeat (repeats where the peer's
@@ -136,7 +137,10 @@ def check(result: Result, targets: Sequence[Target]) -> Result:
         ratio = result.added[target.resilio] / result.added[target.peer]
         result.targets.append((target, ratio, ratio <= target.ratio))
         runs = result.ratio_runs(target.resilio, target.peer) or [ratio]
-        result.spreads.append((min(runs), max(runs)))
+        q1, _, q3 = (
+            statistics.quantiles(runs, n=4, method="inclusive") if len(runs) > 1 else (runs[0],) * 3
+        )
+        result.spreads.append((min(runs), q1, q3, max(runs)))
     return result
 
 
@@ -153,10 +157,12 @@ def report(result: Result, *, out: object = None) -> None:
             f"{result.added[r] / added:.2f}×" if added > 0 else "—" for r in resilio
         )
         write(f"| {name} | {per_call * 1e9:,.0f} ns | {added * 1e9:,.0f} ns | {ratios} |\n")
-    for (target, ratio, ok), (low, high) in zip(result.targets, result.spreads, strict=True):
+    for (target, ratio, ok), spread in zip(result.targets, result.spreads, strict=True):
+        low, q1, q3, high = spread
         verdict = "met" if ok else "MISSED"
         write(
             f"\ntarget: {target.resilio} ≤ {target.ratio}× {target.peer} "
-            f"(added cost): measured {ratio:.3f}× (repeats {low:.3f}–{high:.3f}×) — {verdict}"
+            f"(added cost): measured {ratio:.3f}× (repeats: middle half {q1:.3f}–{q3:.3f}×, "
+            f"all {low:.3f}–{high:.3f}×) — {verdict}"
         )
     write("\n")
