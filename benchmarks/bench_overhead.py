@@ -39,6 +39,7 @@ import resilio
 HUGE = 1e12  # a rate no benchmark loop can exhaust
 BODY = b'{"ok": true}'
 TARGET_PERCENT = 2.0
+POLICY = "resilio compose(Retry, CircuitBreaker, TokenBucket, Timeout)"
 
 
 def policy() -> resilio.Composed:
@@ -56,11 +57,22 @@ async def af() -> int:
 
 
 def added_cost(quick: bool) -> Result:
-    """The policy's added cost on an async call that returns at once."""
+    """The policy's added cost on an async call that returns at once, and its parts."""
     guarded = policy()(af)
+    untimed = resilio.compose(
+        resilio.Retry(attempts=3), resilio.CircuitBreaker(), resilio.TokenBucket(HUGE, HUGE)
+    )(af)
+
+    async def cancel_scope() -> int:
+        with anyio.move_on_after(5.0):
+            return await af()
+        return 0
+
     cases = [
         Case("baseline: await af()", af, "baseline"),
-        Case("resilio compose(Retry, CircuitBreaker, TokenBucket, Timeout)", guarded, "resilio"),
+        Case(POLICY, guarded, "resilio"),
+        Case("resilio compose(Retry, CircuitBreaker, TokenBucket)", untimed, "resilio"),
+        Case("anyio.move_on_after(5) alone, the scope Timeout opens", cancel_scope),
     ]
     opts = {"repeats": 3, "budget": 0.005} if quick else {"repeats": 15, "budget": 0.05}
     return run_async("Async: a composed policy on a call that returns at once", cases, **opts)
@@ -212,7 +224,7 @@ SECTIONS: list[str] = []  # text sections of the last main() run
 def main(quick: bool = False) -> list[Result]:
     result = added_cost(quick)
     report(result)
-    added = result.added["resilio compose(Retry, CircuitBreaker, TokenBucket, Timeout)"]
+    added = result.added[POLICY]
     text = asyncio.run(_measure(added, quick))
     SECTIONS[:] = [text]  # for run.py --report
     print(text)
