@@ -1928,3 +1928,448 @@ class TestScale:
             assert not sessions._heap
         assert runs == bytearray([1]) * n
         assert listened[0] == n
+
+
+class TestGeneric:
+    def test_subscripted_manager_runs_as_the_bare_one(self) -> None:
+        """SessionManager[T] and Session[T] subscribe at runtime; the instances keep their slots."""
+        manager = SessionManager[dict[str, int]](idle_timeout=5, name="typed")
+        assert type(manager) is SessionManager
+        assert manager.name == "typed"
+        assert not hasattr(manager, "__dict__")
+        assert Session[int].__origin__ is Session  # type: ignore[attr-defined]
+
+    @pytest.mark.anyio
+    async def test_sessions_of_a_subscripted_manager(
+        self, clock: ManualClock, bus: EventBus
+    ) -> None:
+        """A SessionManager[T] creates plain Sessions, without a __dict__ of their own."""
+        async with SessionManager[list[int]](clock=clock, bus=bus) as sessions:
+            session = await sessions.create([1, 2])
+            assert type(session) is Session
+            assert session.data == [1, 2]
+            assert not hasattr(session, "__dict__")
+
+
+class Flight:
+    """A factory that counts its calls and, until told otherwise, waits at a gate."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.calls = 0
+        self.fail = fail  # how many calls raise before one succeeds
+        self.gate = anyio.Event()
+
+    async def __call__(self) -> dict[str, int]:
+        self.calls += 1
+        call = self.calls
+        await self.gate.wait()
+        if call <= self.fail:
+            raise Boom(f"call {call}")
+        return {"call": call}
+
+
+class TestGetOrCreate:
+    @pytest.mark.anyio
+    async def test_many_tasks_one_session(
+        self, make: Callable[..., SessionManager], events: list[Event]
+    ) -> None:
+        """200 tasks asking for one id at once: the factory runs once, all get that session."""
+        flight = Flight()
+        got: list[Session] = []
+
+        async def ask() -> None:
+            got.append(await sessions.get_or_create("alice", flight))
+
+        async with make() as sessions:
+            async with anyio.create_task_group() as tg:
+                for _ in range(200):
+                    tg.start_soon(ask)
+                await anyio.wait_all_tasks_blocked()
+                assert flight.calls == 1
+                assert "alice" not in sessions  # not live until the factory is through
+                flight.gate.set()
+            assert len(got) == 200
+            assert {id(s) for s in got} == {id(got[0])}
+            assert got[0].data == {"call": 1}
+            assert got[0].id == "alice"
+            assert len(sessions) == 1
+        assert [e.session_id for e in of_type(events, SessionCreated)] == ["alice"]
+
+    @pytest.mark.anyio
+    async def test_many_ids_many_tasks(self, make: Callable[..., SessionManager]) -> None:
+        """Tasks on 10 ids, 30 each, shuffled: one session per id, shared by its tasks."""
+        calls: collections.Counter[str] = collections.Counter()
+
+        def factory(key: str) -> Callable[[], Awaitable[str]]:
+            async def make_data() -> str:
+                calls[key] += 1
+                for _ in range(3):
+                    await anyio.lowlevel.checkpoint()
+                return key.upper()
+
+            return make_data
+
+        got: dict[str, list[Session]] = collections.defaultdict(list)
+
+        async def ask(key: str, delay: int) -> None:
+            for _ in range(delay):
+                await anyio.lowlevel.checkpoint()
+            got[key].append(await sessions.get_or_create(key, factory(key)))
+
+        keys = [f"k{i}" for i in range(10)] * 30
+        rng = random.Random(3)
+        rng.shuffle(keys)
+        async with make() as sessions:
+            async with anyio.create_task_group() as tg:
+                for key in keys:
+                    tg.start_soon(ask, key, rng.randint(0, 5))
+            assert len(sessions) == 10
+            for key, sessions_of_key in got.items():
+                assert len(sessions_of_key) == 30
+                assert all(s is sessions_of_key[0] for s in sessions_of_key)
+                assert sessions_of_key[0].data == key.upper()
+                assert await sessions.get(key) is sessions_of_key[0]
+        assert calls == dict.fromkeys(got, 1)
+
+    @pytest.mark.anyio
+    async def test_without_factory(self, make: Callable[..., SessionManager]) -> None:
+        """Without a factory the data is None, and concurrent callers still share one session."""
+        got: list[Session] = []
+
+        async def ask() -> None:
+            got.append(await sessions.get_or_create("bob"))
+
+        async with make() as sessions:
+            async with anyio.create_task_group() as tg:
+                for _ in range(50):
+                    tg.start_soon(ask)
+            assert len(sessions) == 1
+        assert all(s is got[0] for s in got)
+        assert got[0].data is None
+
+    @pytest.mark.anyio
+    async def test_sync_factory_and_one_returning_an_awaitable(
+        self, make: Callable[..., SessionManager]
+    ) -> None:
+        """A plain factory's value is the data; an awaitable it returns is awaited."""
+
+        async def later() -> str:
+            await anyio.lowlevel.checkpoint()
+            return "awaited"
+
+        def start_later() -> Awaitable[str]:
+            return later()
+
+        async with make() as sessions:
+            assert (await sessions.get_or_create("a", dict)).data == {}
+            assert (await sessions.get_or_create("b", start_later)).data == "awaited"
+            assert (await sessions.get_or_create("c", functools.partial(later))).data == "awaited"
+
+    @pytest.mark.anyio
+    async def test_an_existing_session_is_touched_and_options_ignored(
+        self, make: Callable[..., SessionManager], clock: ManualClock
+    ) -> None:
+        """A live session is returned and touched; the factory and options are not used."""
+        recorder = Recorder()
+        flight = Flight()
+        async with make(idle_timeout=10, max_sessions=2) as sessions:
+            first = await sessions.create("mine", id="a", on_destroy=recorder.sync("own"))
+            await sessions.create(id="b")
+            await advance(clock, 6)
+            again = await sessions.get_or_create(
+                "a", flight, ttl=99, on_destroy=recorder.sync("other")
+            )
+            assert again is first
+            assert flight.calls == 0
+            assert (first.touched_at, first.deadline, first.ttl) == (6, 16, 10)
+            await sessions.create(id="c")  # evicts b, the least recently touched now
+            assert "a" in sessions
+            assert "b" not in sessions
+            await sessions.destroy("a")
+        assert recorder.names() == ["own"]
+
+    @pytest.mark.anyio
+    async def test_new_session_takes_the_options(
+        self, make: Callable[..., SessionManager], clock: ManualClock
+    ) -> None:
+        """A session made by get_or_create gets the ttl, hooks and heartbeat given."""
+        recorder = Recorder()
+        async with make(idle_timeout=100) as sessions:
+            ttl = await sessions.get_or_create("ttl", ttl=5, on_destroy=recorder.sync("h"))
+            beat = await sessions.get_or_create("beat", heartbeat=2, missed=2)
+            assert (ttl.ttl, ttl.deadline) == (5, 5)
+            assert beat.deadline == 4
+            await advance(clock, 5)
+            assert (ttl.reason, beat.reason) == ("expired", "heartbeat")
+        assert recorder.calls == [("h", "ttl")]
+
+    @pytest.mark.anyio
+    async def test_a_destroyed_session_is_replaced(
+        self, make: Callable[..., SessionManager], clock: ManualClock
+    ) -> None:
+        """Once a session is destroyed or expired, the next call creates a new one."""
+        async with make(idle_timeout=10) as sessions:
+            first = await sessions.get_or_create("a", list)
+            await sessions.destroy("a")
+            second = await sessions.get_or_create("a", list)
+            assert second is not first
+            assert second.state is SessionState.ACTIVE
+            await advance(clock, 10)
+            assert second.reason == "expired"
+            third = await sessions.get_or_create("a", list)
+            assert third is not second
+            assert third.created_at == 10
+
+    @pytest.mark.anyio
+    async def test_destroyed_before_the_waiters_resume(
+        self, make: Callable[..., SessionManager]
+    ) -> None:
+        """A session destroyed between its creation and a waiter's turn is made anew for it."""
+        flight = Flight()
+        got: list[Session] = []
+
+        async def ask_then_destroy() -> None:
+            got.append(await sessions.get_or_create("a", flight))
+            await sessions.destroy("a")  # (no await in it yields: the waiter is still asleep)
+
+        async def ask() -> None:
+            got.append(await sessions.get_or_create("a", flight))
+
+        async with make() as sessions:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask_then_destroy)
+                await anyio.wait_all_tasks_blocked()
+                tg.start_soon(ask)  # waits on the first task's flight
+                await anyio.wait_all_tasks_blocked()
+                assert flight.calls == 1
+                flight.gate.set()
+            assert flight.calls == 2
+            assert got[0] is not got[1]
+            assert [s.state for s in got] == [SessionState.DESTROYED, SessionState.ACTIVE]
+            assert await sessions.get("a") is got[1]
+
+    @pytest.mark.anyio
+    async def test_a_failing_factory(self, make: Callable[..., SessionManager]) -> None:
+        """If the factory raises, its caller gets the error and a waiting caller tries again."""
+        flight = Flight(fail=1)
+        got: list[Session] = []
+        errors: list[BaseException] = []
+
+        async def ask() -> None:
+            try:
+                got.append(await sessions.get_or_create("a", flight))
+            except Boom as exc:
+                errors.append(exc)
+
+        async with make() as sessions:
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(ask)
+                await anyio.wait_all_tasks_blocked()
+                flight.gate.set()
+            assert [str(e) for e in errors] == ["call 1"]
+            assert flight.calls == 2
+            assert len(got) == 19
+            assert all(s is got[0] for s in got)
+            assert got[0].data == {"call": 2}
+            assert sessions._flights == {}
+
+    @pytest.mark.anyio
+    async def test_a_creator_cancelled_in_the_factory(
+        self, make: Callable[..., SessionManager]
+    ) -> None:
+        """A caller cancelled while its factory runs creates nothing; a waiter takes over."""
+        flight = Flight()
+        got: list[Session] = []
+
+        async def ask() -> None:
+            got.append(await sessions.get_or_create("a", flight))
+
+        async with make() as sessions:
+            async with anyio.create_task_group() as tg:
+                async with anyio.create_task_group() as creator:
+                    creator.start_soon(ask)
+                    await anyio.wait_all_tasks_blocked()
+                    tg.start_soon(ask)  # waits on the creator's flight
+                    await anyio.wait_all_tasks_blocked()
+                    assert flight.calls == 1
+                    creator.cancel_scope.cancel()  # the creator, inside its factory
+                await anyio.wait_all_tasks_blocked()
+                assert flight.calls == 2  # the waiter runs the factory in its turn
+                flight.gate.set()
+            assert len(got) == 1
+            assert got[0].data == {"call": 2}
+            assert len(sessions) == 1
+            assert sessions._flights == {}
+
+    @pytest.mark.anyio
+    async def test_create_refuses_an_id_in_flight(
+        self, make: Callable[..., SessionManager]
+    ) -> None:
+        """create(id=...) of an id get_or_create is making is a ValueError; the flight wins."""
+        flight = Flight()
+        async with make() as sessions, anyio.create_task_group() as tg:
+            tg.start_soon(sessions.get_or_create, "a", flight)
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(ValueError, match="being created by get_or_create: 'a'"):
+                await sessions.create(id="a")
+            flight.gate.set()
+            await anyio.wait_all_tasks_blocked()
+            assert (await sessions.get("a")).data == {"call": 1}
+
+    @pytest.mark.anyio
+    async def test_shutdown_while_the_factory_runs(
+        self, make: Callable[..., SessionManager], events: list[Event]
+    ) -> None:
+        """Data made while the manager shuts down is handed to the hooks, then RuntimeError."""
+        recorder = Recorder()
+        flight = Flight()
+        outcomes: list[BaseException] = []
+        seen: list[Any] = []
+
+        async def ask() -> None:
+            try:
+                await sessions.get_or_create(
+                    "a", flight, on_destroy=[recorder.sync("own"), lambda s: seen.append(s.data)]
+                )
+            except RuntimeError as exc:
+                outcomes.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            async with make() as sessions:
+                sessions.on_destroy(recorder.sync("L"))
+                tg.start_soon(ask)
+                tg.start_soon(ask)  # waits on the first's flight
+                await anyio.wait_all_tasks_blocked()
+            flight.gate.set()
+        assert len(outcomes) == 2
+        assert all("shutting down" in str(e) for e in outcomes)
+        assert recorder.names() == ["own", "L"]
+        assert seen == [{"call": 1}]
+        assert [e.reason for e in of_type(events, SessionDestroyed)] == ["shutdown"]
+        assert len(of_type(events, SessionCreated)) == 1
+
+    @pytest.mark.anyio
+    async def test_not_running(self, make: Callable[..., SessionManager]) -> None:
+        """Before the block starts the manager, get_or_create is a RuntimeError."""
+        with pytest.raises(RuntimeError, match="async with"):
+            await make().get_or_create("a")
+
+    @pytest.mark.parametrize(
+        ("args", "options", "error", "param"),
+        [
+            (("",), {}, TypeError, "session_id"),
+            ((5,), {}, TypeError, "session_id"),
+            (("a", 5), {}, TypeError, "factory"),
+            (("a", list), {"ttl": 0}, ValueError, "ttl"),
+            (("a", list), {"heartbeat": -1}, ValueError, "heartbeat"),
+            (("a", list), {"missed": 0}, ValueError, "missed"),
+            (("a", list), {"on_destroy": [print, 5]}, TypeError, "on_destroy"),
+        ],
+    )
+    @pytest.mark.anyio
+    async def test_bad_arguments_fail_before_the_factory(
+        self,
+        make: Callable[..., SessionManager],
+        args: tuple[Any, ...],
+        options: dict[str, Any],
+        error: type[Exception],
+        param: str,
+    ) -> None:
+        """Bad arguments fail naming the parameter, before the factory runs, creating nothing."""
+        calls: list[str] = []
+        if len(args) == 2 and args[1] is list:
+            args = (args[0], lambda: calls.append("called"))
+        async with make() as sessions:
+            with pytest.raises(error, match=f"'{param}'"):
+                await sessions.get_or_create(*args, **options)
+            assert calls == []
+            assert len(sessions) == 0
+            assert sessions._flights == {}
+
+    @staticmethod
+    async def race(
+        seed: int, sessions: SessionManager, clock: ManualClock, bus: EventBus, events: list[Event]
+    ) -> tuple[int, int]:
+        """One random schedule; returns how many factories failed and sessions ended."""
+        rng = random.Random(seed)
+        events.clear()
+        made: list[object] = []
+        got: list[Session] = []
+        failures = 0
+        live: collections.Counter[str] = collections.Counter()
+        twice: list[str] = []  # (the bus isolates a handler that raises)
+
+        async def make_data() -> object:
+            for _ in range(rng.randint(0, 3)):
+                await anyio.lowlevel.checkpoint()
+            if rng.random() < 0.2:
+                raise Boom
+            data = object()
+            made.append(data)
+            return data
+
+        async def caller(key: str, delay: int) -> None:
+            nonlocal failures
+            for _ in range(delay):
+                await anyio.lowlevel.checkpoint()
+            try:
+                session = await sessions.get_or_create(key, make_data)
+            except Boom:
+                failures += 1
+                return
+            assert session.id == key, seed
+            assert session.state is SessionState.ACTIVE, seed
+            assert await sessions.get(key) is session, seed
+            got.append(session)
+
+        async def spoiler(key: str, delay: int) -> None:
+            for _ in range(delay):
+                await anyio.lowlevel.checkpoint()
+            if rng.random() < 0.5:
+                await sessions.destroy(key)
+            else:
+                clock.advance(10)
+
+        def count(event: Event) -> None:
+            if isinstance(event, SessionCreated):
+                live[event.session_id] += 1
+                if live[event.session_id] > 1:
+                    twice.append(event.session_id)
+            elif isinstance(event, SessionDestroyed):
+                live[event.session_id] -= 1
+
+        unsubscribe = bus.subscribe(Event, count)
+        async with sessions, anyio.create_task_group() as tg:
+            for _ in range(rng.randint(5, 40)):
+                task = caller if rng.random() < 0.8 else spoiler
+                tg.start_soon(task, rng.choice("abc"), rng.randint(0, 8))
+        unsubscribe()
+        assert twice == [], seed
+        assert sessions._flights == {}, seed
+        assert len(of_type(events, SessionCreated)) == len(made), seed
+        assert {id(s.data) for s in got} <= {id(d) for d in made}, seed
+        ended = [e for e in of_type(events, SessionDestroyed) if e.reason != "shutdown"]
+        return failures, len(ended)
+
+    @pytest.mark.anyio
+    async def test_randomized_races(
+        self,
+        make: Callable[..., SessionManager],
+        clock: ManualClock,
+        bus: EventBus,
+        events: list[Event],
+    ) -> None:
+        """Random callers, destroys, expiries and failing factories on a few ids.
+
+        Each caller gets a live session with its id (or its own factory's error); every
+        factory result becomes exactly one session; no id is created twice while a
+        session of it is live.
+        """
+        failed = ended = 0
+        for seed in range(150):
+            f, e = await self.race(seed, make(idle_timeout=10), clock, bus, events)
+            failed += f
+            ended += e
+        assert failed > 50
+        assert ended > 50
