@@ -35,6 +35,7 @@ from resilio import (
     Event,
     EventBus,
     ManualClock,
+    MapResults,
     PoolClosedError,
     PoolFullError,
     PoolStats,
@@ -980,6 +981,20 @@ class TestThreads:
 
 @pytest.mark.anyio
 class TestMap:
+    async def test_returns_map_results(self, make: Callable[..., WorkerPool]) -> None:
+        """map() returns a MapResults, its own async iterator, that aclose() stops."""
+
+        async def double(i: int) -> int:
+            return 2 * i
+
+        async with make() as pool:
+            results = pool.map(double, range(3))
+            assert type(results) is MapResults
+            assert aiter(results) is results
+            assert await anext(results) == 0
+            await results.aclose()
+            assert [r async for r in results] == []
+
     async def test_results_come_in_input_order(self, make: Callable[..., WorkerPool]) -> None:
         """map() yields in input order even when later items finish first."""
         gates = [anyio.Event() for _ in range(3)]
