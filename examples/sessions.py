@@ -217,6 +217,32 @@ async def destroy_many(sessions: SessionManager) -> None:
     print(f"  destroyed {count} (unknown ids are skipped); slots: {slots}")
 
 
+# --8<-- [start:get-or-create]
+async def get_or_create(sessions: SessionManager) -> None:
+    print("8. get_or_create(): three requests for one user at once make one session.")
+    loads = 0
+
+    async def load_model() -> dict[str, str]:  # runs only when a session is made
+        nonlocal loads
+        loads += 1
+        await anyio.lowlevel.checkpoint()  # stands in for loading the weights
+        return {"user": "oscar", "slot": slots.acquire("oscar")}
+
+    got: list[Session] = []
+
+    async def request() -> None:  # a request handler
+        session = await sessions.get_or_create("oscar", load_model, on_destroy=release_slot)
+        got.append(session)
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(3):
+            tasks.start_soon(request)
+    same = all(session is got[0] for session in got)
+    print(f"  model loaded {loads} time; one session for all three: {same}; slots: {slots}")
+    await sessions.complete("oscar")
+    # --8<-- [end:get-or-create]
+
+
 async def main() -> None:
     async with SessionManager(
         idle_timeout=timedelta(minutes=1), max_sessions=2, name="models", clock=clock, bus=bus
@@ -228,7 +254,8 @@ async def main() -> None:
         await failing_hook(sessions)
         await eviction(sessions)
         await destroy_many(sessions)
-        print("8. Leaving the block destroys the rest (reason 'shutdown').")
+        await get_or_create(sessions)
+        print("9. Leaving the block destroys the rest (reason 'shutdown').")
         await open_session(sessions, "judy")
         await open_session(sessions, "mallory")
     print(f"  slots: {slots}")

@@ -186,7 +186,9 @@ class SessionManager(Generic[T]):
     ``async with SessionManager(idle_timeout=300) as sessions:`` starts one timer
     task. `create` makes a [`Session`][resilio.Session] (with ``data``, an optional
     ``ttl`` and ``on_destroy`` hooks); `get` and `touch` look it up (``touch`` also
-    pushes its idle deadline back); `destroy` and `complete` end it. A session idle
+    pushes its idle deadline back); `get_or_create` returns the session with a given
+    id or makes it, once however many tasks ask at the same time; `destroy` and
+    `complete` end it. A session idle
     past its timeout, past ``max_lifetime``, or missing its heartbeats is destroyed
     promptly after its deadline, even with a million live. With ``max_sessions``,
     creating one more evicts the least recently touched. Leaving the block destroys
@@ -199,6 +201,10 @@ class SessionManager(Generic[T]):
     from the cancellation of the task that destroys. A hook that raises, or runs
     past ``hook_timeout``, publishes [`DestroyHookFailed`][resilio.DestroyHookFailed]
     and is logged; the other hooks and the removal go on.
+
+    ``SessionManager[T]`` holds sessions whose ``data`` is a ``T``:
+    ``SessionManager[dict[str, int]]()`` hands out ``Session[dict[str, int]]``. A bare
+    ``SessionManager()`` is ``SessionManager[Any]``.
 
     Args:
         idle_timeout: Seconds (or a ``timedelta``) without a touch after which a
