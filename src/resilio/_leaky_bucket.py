@@ -22,8 +22,11 @@ class LeakyBucket(RateLimiter):
     rate holds even when the spacing is finer than the wake-up granularity.
     Waiting requests queue in FIFO order, ``capacity`` of them at most (in units of
     ``n``); beyond that a request is refused with
-    [`RateLimitExceeded`][resilio.RateLimitExceeded]. Use it to shape traffic
-    to a smooth rate; use a [`TokenBucket`][resilio.TokenBucket] to allow bursts.
+    [`RateLimitExceeded`][resilio.RateLimitExceeded]. ``capacity`` is a queue size,
+    not a burst size: a leaky bucket never admits a burst. (On a ``TokenBucket``,
+    ``capacity`` means the opposite: the burst it admits at once.) Use it to shape
+    traffic to a smooth rate; use a [`TokenBucket`][resilio.TokenBucket] to allow
+    bursts.
 
     The guard forms (``@bucket``, ``with``, ``async with``, ``call``,
     ``call_async``) wait for a slot, or refuse at once when built with
@@ -32,7 +35,9 @@ class LeakyBucket(RateLimiter):
 
     Args:
         rate: Admissions per second.
-        capacity: How much may wait in the queue (requests of ``n=1``).
+        capacity: The queue size: how many requests (of ``n=1``) may wait for their
+            slot, not counting the one admitted at once; also the largest single
+            request. Not a burst size, as a ``TokenBucket``'s is.
         reject: Make the guard forms refuse instead of waiting.
         name: Appears in events, errors and ``repr``.
         clock: Where time comes from.

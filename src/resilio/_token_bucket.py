@@ -28,7 +28,9 @@ class TokenBucket(RateLimiter):
     **It starts full**: a new bucket admits a burst of ``capacity`` requests at once,
     then settles to ``rate`` a second. Pick ``capacity`` as the burst you accept
     (``capacity=1`` allows no burst at all; see [`LeakyBucket`][resilio.LeakyBucket]
-    for strict spacing).
+    for strict spacing). ``capacity`` is a burst size, not a queue size: however
+    many requests wait for tokens, none is refused for want of room. (On a
+    ``LeakyBucket``, ``capacity`` means the opposite: how many may wait.)
 
     As ``@bucket``, ``with bucket:``, ``async with bucket:``, ``call`` and
     ``call_async`` it waits for one token before the call; built with
@@ -40,8 +42,9 @@ class TokenBucket(RateLimiter):
 
     Args:
         rate: Tokens added per second.
-        capacity: The most tokens the bucket holds: the largest burst, and the
-            largest single request.
+        capacity: The burst size: the most tokens the bucket holds, so the most
+            requests admitted at once, and the largest single request. It does not
+            bound the queue of waiting requests (a ``LeakyBucket``'s does).
         reject: Make the guard forms refuse instead of waiting.
         name: Appears in events, errors and ``repr``.
         clock: Where time comes from.
