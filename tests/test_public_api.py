@@ -188,3 +188,12 @@ def test_api_reference_lists_every_export() -> None:
     text = (Path(__file__).parent.parent / "docs" / "api.md").read_text(encoding="utf-8")
     missing = [name for name in resilio.__all__ if f"::: resilio.{name}\n" not in text]
     assert missing == []
+
+
+@pytest.mark.parametrize("name", ["MapResults", "Session", "SessionManager", "TaskHandle"])
+def test_generic_classes_subscript_at_runtime(name: str) -> None:
+    """The generic classes can be subscripted at runtime, as annotations outside quotes need."""
+    cls = getattr(resilio, name)
+    alias = cls[int]
+    assert alias.__origin__ is cls
+    assert alias.__args__ == (int,)
