@@ -133,7 +133,7 @@ class RateLimiter(Guard):
 
     @property
     def capacity(self) -> float:
-        """The bucket's capacity."""
+        """The burst size of a `TokenBucket`; the queue size of a `LeakyBucket`."""
         return self._capacity
 
     @property
