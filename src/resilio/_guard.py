@@ -34,13 +34,14 @@ A primitive that guards calls implements a small permission protocol:
   guard's ``_bus`` is ``_unheard``, one it found to send `CallRejected` nowhere
   (the bus replaces its table on every change, never edits it). Past that time,
   and in the other forms, ``_acquire()`` decides.
+
 `Guard` turns that protocol into the decorator (for ``def`` and
 ``async def``, signatures kept), ``with`` / ``async with`` blocks and
 ``call`` / ``call_async``. A form used in a way that cannot work (``call`` given an
 ``async`` function, ``call_async`` given a plain one, a generator function anywhere)
 raises ``MisuseError``, a `TypeError` that reaches ``_on_error`` like any exception;
 breakers count it neither way. Everything else in resilio, ``compose()`` included,
-builds on these same five members.
+builds on these same members.
 """
 
 from __future__ import annotations
