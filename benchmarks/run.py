@@ -104,6 +104,7 @@ def _ns(seconds: float) -> str:
 def _text_section(text: str) -> str:
     """A printed section as markdown: tables kept, other lines as paragraphs."""
     out: list[str] = []
+    text = text.replace("MISSED", "**missed**")  # as in the tables
     for line in text.strip("\n").splitlines():
         if line.startswith("|"):
             out.append(line)
