@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -166,3 +167,32 @@ def report(result: Result, *, out: object = None) -> None:
             f"all {low:.3f}–{high:.3f}×) — {verdict}"
         )
     write("\n")
+
+
+def calls_per_second(
+    fn: Callable[[], object], threads: int, seconds: float, *, batch: int = 1
+) -> float:
+    """Calls of *fn* per second from *threads* threads started together, for *seconds*.
+
+    Each thread reads the clock once per *batch* calls, so a cheap *fn* is not drowned
+    by the clock reads.
+    """
+    stop = time.perf_counter() + seconds
+    counts = [0] * threads
+    barrier = threading.Barrier(threads)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        n = 0
+        while time.perf_counter() < stop:
+            for _ in range(batch):
+                fn()
+            n += batch
+        counts[i] = n
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return sum(counts) / seconds

@@ -17,12 +17,19 @@ Cases (targets from the project's issue tracker, as ratios of *added* cost):
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-from _harness import Case, Result, Target, check, report, run_async, run_sync
+from _harness import (
+    Case,
+    Result,
+    Target,
+    calls_per_second,
+    check,
+    report,
+    run_async,
+    run_sync,
+)
 
 import resilio
 
@@ -218,25 +225,6 @@ def rejected(quick: bool) -> Result:
     )
 
 
-def _calls_per_second(fn: Callable[[], object], threads: int, seconds: float) -> float:
-    stop = time.perf_counter() + seconds
-    counts = [0] * threads
-
-    def worker(i: int) -> None:
-        n = 0
-        while time.perf_counter() < stop:
-            fn()
-            n += 1
-        counts[i] = n
-
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return sum(counts) / seconds
-
-
 def thread_scaling(quick: bool) -> str:
     import pybreaker
 
@@ -253,8 +241,8 @@ def thread_scaling(quick: bool) -> str:
     }
     scaling = {}
     for name, fn in wrapped.items():
-        one = _calls_per_second(fn, 1, seconds)
-        two = _calls_per_second(fn, 2, seconds)
+        one = calls_per_second(fn, 1, seconds)
+        two = calls_per_second(fn, 2, seconds)
         scaling[name] = two / one
         rows.append(f"| {name} | {one:,.0f}/s | {two:,.0f}/s | {two / one:.2f}× |")
     ok = scaling["resilio @CircuitBreaker"] >= 1.9

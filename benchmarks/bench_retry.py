@@ -12,12 +12,18 @@ Targets (ratios of *added* cost when the first try succeeds, so no retry happens
 from __future__ import annotations
 
 import statistics
-import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
-from _harness import Case, Result, Target, check, report, run_async, run_sync
+from _harness import (
+    Case,
+    Result,
+    Target,
+    calls_per_second,
+    check,
+    report,
+    run_async,
+    run_sync,
+)
 
 import resilio
 
@@ -86,28 +92,6 @@ def success_async(quick: bool) -> Result:
     )
 
 
-def _calls_per_second(fn: Callable[[], object], threads: int, seconds: float) -> float:
-    stop = time.perf_counter() + seconds
-    counts = [0] * threads
-    barrier = threading.Barrier(threads)
-
-    def worker(i: int) -> None:
-        barrier.wait()
-        n = 0
-        while time.perf_counter() < stop:
-            for _ in range(100):
-                fn()
-            n += 100
-        counts[i] = n
-
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return sum(counts) / seconds
-
-
 def thread_scaling(quick: bool) -> str:
     """Eight threads against one through the same policy, interleaved; medians."""
     wrapped = {
@@ -118,8 +102,8 @@ def thread_scaling(quick: bool) -> str:
     rates: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in wrapped}
     for _ in range(repeats):
         for name, fn in wrapped.items():
-            rates[name][0].append(_calls_per_second(fn, 1, seconds))
-            rates[name][1].append(_calls_per_second(fn, 8, seconds))
+            rates[name][0].append(calls_per_second(fn, 1, seconds, batch=100))
+            rates[name][1].append(calls_per_second(fn, 8, seconds, batch=100))
     rows, scaling = [], {}
     for name, (one, eight) in rates.items():
         scaling[name] = statistics.median(e / o for o, e in zip(one, eight, strict=True))
