@@ -259,23 +259,22 @@ class SlidingWindowBreaker(BreakerBase):
         # the head bucket, which the ticks are folded into (until _tick_until); a
         # tick that races a move to the next bucket lands in that next bucket.
         # With slow calls measured, a success that was not slow takes it too.
-        ticks = self._ticks
-        if token.__class__ is tuple:
+        # The plain token (the generation, an int) is tested first: a (gen, start)
+        # tuple never equals it, and the time window's hot path saves a type check.
+        if token == self._fast_gen:
+            until = self._tick_until
+            if until is None or self._now() < until:
+                next(self._ticks)
+                return
+        elif token.__class__ is tuple:
             gen, start = token
             if gen == self._fast_gen:
                 now = self._now()
                 until = self._tick_until
                 fast = now - start < self._slow_after
                 if fast and (until is None or now < until):
-                    next(ticks)
+                    next(self._ticks)
                     return
-            self._outcome(token, failed=False)
-            return
-        if token == self._fast_gen:
-            until = self._tick_until
-            if until is None or self._now() < until:
-                next(ticks)
-                return
         self._outcome(token, failed=False)
 
     def _on_timed_success(self, token: Any) -> None:
