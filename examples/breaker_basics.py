@@ -22,6 +22,7 @@ from resilio import (
     CircuitStateChanged,
     EventBus,
     ManualClock,
+    MisuseError,
     RateLimitExceeded,
     TokenBucket,
 )
@@ -83,6 +84,8 @@ def attempt(label: str, fn: Callable[..., object], *args: object) -> None:
         print(f"  {label}: rejected, {exc} (retry_after={exc.retry_after})")
     except ConnectionError as exc:
         print(f"  {label}: failed, {exc}")
+    except MisuseError:  # a TypeError: the calling code is wrong, not the dependency
+        print(f"  {label}: MisuseError, an async def given to call(); use call_async()")
     else:
         print(f"  {label}: {result}")
 
@@ -118,6 +121,11 @@ def main() -> None:
     for i in range(5):
         attempt(f"call #{i + 1}", breaker.call, bucket.call, payments.ping)
     print(f"  state: {breaker.state}, {breaker.snapshot().consecutive_failures} failures")
+
+    print("6. A mistake in the calling code is a MisuseError, and counts neither way.")
+    for i in range(3):  # as many as failure_threshold: three failures would trip it
+        attempt(f"call(refund) #{i + 1}", breaker.call, refund, 1)  # async def: use call_async
+    print(f"  state: {breaker.state}")
 
 
 if __name__ == "__main__":

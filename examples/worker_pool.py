@@ -27,6 +27,7 @@ if sys.version_info < (3, 11):
 
 from resilio import (
     EventBus,
+    MapResults,
     PoolClosedError,
     PoolFullError,
     TaskFailed,
@@ -102,7 +103,8 @@ async def mapping() -> None:
 
     async with WorkerPool(workers=3, queue_size=2, name="squares", bus=bus) as pool:
         results = []
-        async with aclosing(pool.map(square, itertools.count())) as squares:
+        mapped: MapResults[int] = pool.map(square, itertools.count())  # annotatable
+        async with aclosing(mapped) as squares:
             async for value in squares:
                 results.append(value)
                 if len(results) == 8:
