@@ -13,7 +13,7 @@ import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable
 from types import FunctionType, TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -118,6 +118,12 @@ class TaskHandle(Generic[T]):
             pool._forget(self)
         return True
 
+    def _abandon(self) -> None:
+        """Nobody wants the outcome any more: drop the task if it has not started,
+        and never report its failure as unobserved."""
+        self.cancel()
+        self._observed = True
+
     def _finish(self, state: int, outcome: Any) -> None:
         self._state = state
         self._outcome = outcome
@@ -168,7 +174,7 @@ class MapResults(Generic[T]):
     # the tasks not yet started at once (when the iterator is closed or collected),
     # with no event-loop finalizer involved.
 
-    __slots__ = ("_exhausted", "_fn", "_limit", "_pending", "_pool", "_source")
+    __slots__ = ("_async", "_exhausted", "_fn", "_limit", "_pending", "_pool", "_source")
 
     def __init__(self, pool: WorkerPool, fn: Callable[[Any], Any], items: Any) -> None:
         self._pending: collections.deque[TaskHandle[T]] = collections.deque()
@@ -177,7 +183,8 @@ class MapResults(Generic[T]):
         self._pool = pool
         self._fn = fn
         self._limit = pool._target + pool._queue_size
-        self._source = aiter(items) if isinstance(items, AsyncIterable) else iter(items)
+        self._async = isinstance(items, AsyncIterable)
+        self._source = aiter(items) if self._async else iter(items)
         self._exhausted = False
 
     def __aiter__(self) -> MapResults[T]:
@@ -189,7 +196,7 @@ class MapResults(Generic[T]):
         source = self._source
         while not self._exhausted and len(pending) < self._limit:
             try:
-                if isinstance(source, AsyncIterator):
+                if self._async:
                     item = await anext(source)
                 else:
                     item = next(source)
@@ -207,17 +214,14 @@ class MapResults(Generic[T]):
         try:
             return await handle
         except BaseException:
-            if not handle.cancel():  # cancelled while its task was still queued: drop it
-                handle._observed = True
+            handle._abandon()  # cancelled while its task was still queued: drop it
             raise
 
     def _drop(self) -> None:
         self._exhausted = True
         pending = self._pending
         while pending:
-            handle = pending.popleft()
-            if not handle.cancel():
-                handle._observed = True  # its result (or error) is no longer wanted
+            pending.popleft()._abandon()  # its result (or error) is no longer wanted
 
     async def aclose(self) -> None:
         """Stop early: drop the tasks not yet started."""
@@ -278,7 +282,6 @@ class WorkerPool:
         "_queue",
         "_queue_size",
         "_rejected",
-        "_retiring",
         "_scopes",
         "_started",
         "_submitters",
@@ -306,7 +309,6 @@ class WorkerPool:
         self._idle: collections.deque[AsyncWaker] = collections.deque()
         self._scopes: set[anyio.CancelScope] = set()
         self._alive = self._busy = self._woken = 0
-        self._retiring = 0  # workers above the target, leaving as they come free
         self._completed = self._failed = self._rejected = 0
         self._started = self._closing = False
         self._tasks: anyio.abc.TaskGroup | None = None
@@ -371,8 +373,7 @@ class WorkerPool:
         """
         self._close()
         if cancel:
-            while self._queue:
-                self._queue.popleft().cancel()
+            self._drop_queued()
             for scope in list(self._scopes):
                 scope.cancel()
         if self._alive:
@@ -412,7 +413,6 @@ class WorkerPool:
         for _ in range(count):
             self._alive += 1
             self._tasks.start_soon(self._worker, name=f"{self._name} worker")
-        self._retiring = max(0, self._alive - self._target)
 
     # -- submitting -------------------------------------------------------------------
 
@@ -427,13 +427,15 @@ class WorkerPool:
     def _takers(self) -> int:
         """Idle workers (and those woken to take work) that will take a task, not
         counting those that will leave instead after a resize down."""
-        takers = len(self._idle) + self._woken - self._retiring
+        surplus = self._alive - self._target  # workers leaving after a resize down
+        takers = len(self._idle) + self._woken - (surplus if surplus > 0 else 0)
         return takers if takers > 0 else 0
 
     def _room(self) -> bool:
         """Whether one more task fits: the queue within queue_size, counting the idle
         workers that stay as places too (`_takers`, inlined: this is the hot path)."""
-        takers = len(self._idle) + self._woken - self._retiring
+        surplus = self._alive - self._target
+        takers = len(self._idle) + self._woken - (surplus if surplus > 0 else 0)
         return len(self._queue) < self._queue_size + (takers if takers > 0 else 0)
 
     def _offer(
@@ -565,8 +567,7 @@ class WorkerPool:
         try:
             return await handle
         except BaseException:
-            if not handle.cancel():
-                handle._observed = True  # nobody is left to want its outcome
+            handle._abandon()  # nobody is left to want its outcome
             raise
 
     @overload
@@ -641,7 +642,6 @@ class WorkerPool:
         finally:
             self._scopes.discard(scope)
             self._alive -= 1
-            self._retiring = max(0, self._alive - self._target)
             if self._alive == 0:
                 if self._queue:
                     self._drop_queued()
@@ -737,7 +737,6 @@ class WorkerPool:
         if self._alive < workers:
             self._spawn(workers - self._alive)
         else:
-            self._retiring = self._alive - workers
             self._wake_idle()
 
     def _load(self) -> tuple[int, int]:
