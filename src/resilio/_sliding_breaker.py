@@ -261,20 +261,17 @@ class SlidingWindowBreaker(BreakerBase):
         # With slow calls measured, a success that was not slow takes it too.
         # The plain token (the generation, an int) is tested first: a (gen, start)
         # tuple never equals it, and the time window's hot path saves a type check.
+        # The counter is read before the generation: a reset swaps in a new one, and
+        # a tick for the old generation must land on the old counter.
+        ticks = self._ticks
         if token == self._fast_gen:
             until = self._tick_until
             if until is None or self._now() < until:
-                next(self._ticks)
+                next(ticks)
                 return
         elif token.__class__ is tuple:
-            gen, start = token
-            if gen == self._fast_gen:
-                now = self._now()
-                until = self._tick_until
-                fast = now - start < self._slow_after
-                if fast and (until is None or now < until):
-                    next(self._ticks)
-                    return
+            self._on_timed_success(token)  # the call and with forms of a timed breaker
+            return
         self._outcome(token, failed=False)
 
     def _on_timed_success(self, token: Any) -> None:
