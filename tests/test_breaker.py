@@ -1695,7 +1695,16 @@ class TestNeutralRejections:
             breaker.call(down)
         assert breaker.state is OPEN
 
-    @pytest.mark.parametrize("named", [RateLimitExceeded, RejectedError, (KeyError, RejectedError)])
+    @pytest.mark.parametrize(
+        "named",
+        [
+            RateLimitExceeded,
+            RejectedError,
+            (KeyError, RejectedError),
+            [RateLimitExceeded],
+            frozenset({RateLimitExceeded}),  # any iterable of types names them too
+        ],
+    )
     def test_failure_on_may_name_them(
         self, make: Callable[..., CircuitBreaker], clock: ManualClock, named: Any
     ) -> None:

@@ -102,7 +102,7 @@ _NEUTRAL = (RejectedError, MisuseError)
 
 def _named_rejections(failure_on: Any) -> tuple[type[BaseException], ...]:
     """The `RejectedError` classes that *failure_on* names explicitly, as types."""
-    if not isinstance(failure_on, (type, tuple, list)):
+    if _validate.is_predicate(failure_on):
         return ()  # a predicate names no class
     types = _validate.exception_types("failure_on", failure_on)
     return tuple(t for t in types if issubclass(t, RejectedError))

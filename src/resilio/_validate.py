@@ -111,9 +111,15 @@ def exception_types(name: str, value: Any) -> tuple[type[BaseException], ...]:
     return result
 
 
+def is_predicate(value: Any) -> bool:
+    """Whether an exception spec is a predicate rather than exception types."""
+    return not isinstance(value, (type, tuple, list)) and callable(value)
+
+
 def exception_matcher(name: str, value: Any) -> Callable[[BaseException], bool]:
-    """Accept exception types (one or a tuple) or a predicate; return a predicate."""
-    if not isinstance(value, type) and not isinstance(value, (tuple, list)) and callable(value):
+    """Accept exception types (one, or any iterable of them) or a predicate; return a
+    predicate."""
+    if is_predicate(value):
         return value  # type: ignore[no-any-return]
     types = exception_types(name, value)
 
