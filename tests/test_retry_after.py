@@ -46,6 +46,8 @@ def test_delta_seconds(value: str | bytes, expected: float) -> None:
         "9" * 400,
         b"\xff",
         "Wed, 32 Oct 2015 07:28:00 GMT",
+        "\u0661\u0662\u0660",  # Arabic-Indic digits: delta-seconds are ASCII only
+        "\uff11\uff12",  # fullwidth digits
     ],
 )
 def test_unreadable_values_are_none(value: str | bytes) -> None:

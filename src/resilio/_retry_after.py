@@ -10,7 +10,7 @@ from datetime import datetime
 from email.utils import parsedate_tz
 
 # delta-seconds (RFC 9110 §10.2.3), and a plain non-negative decimal, which servers send too.
-_SECONDS = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)")
+_SECONDS = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
 def parse_retry_after(value: str | bytes | None, *, now: float | None = None) -> float | None:
