@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import statistics
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -312,6 +313,12 @@ class TestHintSpread:
         assert spread(4.0, const(0.0)) == 4.0
         assert spread(4.0, const(0.5)) == pytest.approx(4.2)
         assert spread(4.0, const(0.999)) == pytest.approx(4.3996)
+
+    def test_a_huge_hint_never_becomes_infinite(self) -> None:
+        """An extra that would overflow leaves the hint as it is, never inf."""
+        huge = sys.float_info.max
+        assert spread(huge, const(0.999)) == huge
+        assert spread(huge / 1.05, const(0.999)) == huge / 1.05
 
     def test_zero_stays_zero(self) -> None:
         """A hint of 0 has nothing to spread."""

@@ -1978,12 +1978,25 @@ class TestNoBlockingOnAnEventLoop:
     async def test_inline_loop_refuses(self, clock: ManualClock) -> None:
         """`for attempt in policy:` in a coroutine refuses before its first sleep."""
         tries = 0
-        with pytest.raises(RuntimeError, match="async for attempt in policy"):  # noqa: PT012
+        with pytest.raises(RuntimeError, match="async for attempt in policy") as info:  # noqa: PT012
             for attempt in Retry(attempts=3, on=Boom, clock=clock):
                 with attempt:
                     tries += 1
                     raise Boom
         assert tries == 1
+        assert isinstance(info.value.__cause__, Boom)
+
+    async def test_a_refused_retry_is_neither_announced_nor_paid_for(
+        self, clock: ManualClock, bus: EventBus, events: list[Event]
+    ) -> None:
+        """The refusal comes before the budget's withdrawal and RetryScheduled."""
+        budget = RetryBudget(ratio=0.0, min_per_second=1.0, clock=clock)
+        before = budget.available
+        policy = Retry(attempts=3, budget=budget, clock=clock, bus=bus)
+        with pytest.raises(RuntimeError, match="event loop"):
+            policy.call(Script(Boom, "ok"))
+        assert budget.available == before
+        assert not [e for e in events if isinstance(e, (RetryScheduled, RetryRefused))]
 
     async def test_no_wait_no_refusal(self, clock: ManualClock) -> None:
         """A first try that succeeds, or a zero delay, never waits and is not refused."""

@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+_INF = float("inf")
+
 Jitter = Literal["full", "equal", "decorrelated"] | None
 JITTERS: tuple[Jitter, ...] = ("full", "equal", "decorrelated", None)
 
@@ -68,8 +70,12 @@ def jittered(
 
 
 def spread(hint: float, random: Callable[[], float]) -> float:
-    """*hint* plus a random extra of up to `HINT_SPREAD` of itself: in ``[hint, 1.1 * hint)``."""
-    return hint + hint * HINT_SPREAD * random()
+    """*hint* plus a random extra of up to `HINT_SPREAD` of itself: in ``[hint, 1.1 * hint)``.
+
+    A hint so large that the extra would overflow to infinity is returned as it is.
+    """
+    delay = hint + hint * HINT_SPREAD * random()
+    return delay if delay != _INF else hint
 
 
 def delays(

@@ -222,8 +222,12 @@ class _Run:
         self.previous = policy._base_delay
         self.deadline = None if policy._timeout is None else started + policy._timeout
 
-    def next_delay(self, error: BaseException | None) -> float | None:
-        """After the current try failed: the delay before the next, or ``None`` to stop."""
+    def next_delay(self, error: BaseException | None, *, sync: bool = False) -> float | None:
+        """After the current try failed: the delay before the next, or ``None`` to stop.
+
+        With *sync*, the caller will block its thread for the delay: on a thread that
+        runs an event loop that is refused with `RuntimeError` instead.
+        """
         policy = self.policy
         attempt = self.attempt
         if attempt >= policy._attempts:
@@ -254,6 +258,9 @@ class _Run:
         elif deadline is not None and policy._now() + delay > deadline:
             policy._publish_exhausted(attempt, error, "timeout")
             return None
+        if sync and delay > 0 and (loop := running_loop()) is not None:
+            # Refused before the budget or the events hear of a retry that won't happen.
+            raise _blocking_refused(policy, loop, error) from error
         budget = policy._budget
         if budget is not None and not budget.try_withdraw():
             bus = policy._bus
@@ -322,7 +329,7 @@ class _Attempts:
         self.error: BaseException | None = None
         self.done = False
 
-    def _next_delay(self) -> float | Attempt:
+    def _next_delay(self, *, sync: bool) -> float | Attempt:
         """The first attempt, or the delay before the next one; raises when it is over."""
         if self.done:
             raise StopIteration
@@ -337,7 +344,7 @@ class _Attempts:
             self.done = True
             raise StopIteration
         self.error = None
-        delay = self.run.next_delay(error)
+        delay = self.run.next_delay(error, sync=sync)
         if delay is None:
             self.done = True
             raise error
@@ -347,11 +354,9 @@ class _Attempts:
         return self
 
     def __next__(self) -> Attempt:
-        step = self._next_delay()
+        step = self._next_delay(sync=True)
         if isinstance(step, Attempt):
             return step
-        if step > 0 and running_loop() is not None:
-            raise _blocking_refused(self.policy, None)
         self.policy._clock.sleep(step)
         assert self.run is not None
         return Attempt(self, self.run.attempt)
@@ -361,7 +366,7 @@ class _Attempts:
 
     async def __anext__(self) -> Attempt:
         try:
-            step = self._next_delay()
+            step = self._next_delay(sync=False)
         except StopIteration:
             raise StopAsyncIteration from None
         if isinstance(step, Attempt):
@@ -603,13 +608,11 @@ class Retry:
         while True:
             if error is not None and (isinstance(error, MisuseError) or not self._on(error)):
                 raise error
-            delay = run.next_delay(error)
+            delay = run.next_delay(error, sync=True)
             if delay is None:
                 if error is not None:
                     raise error
                 return result  # type: ignore[no-any-return]
-            if delay > 0 and running_loop() is not None:
-                raise _blocking_refused(self, error) from error
             self._clock.sleep(delay)
             try:
                 result = fn(*args, **kwargs)
@@ -763,10 +766,10 @@ def retry(fn: Callable[P, T] | None = None, /, **options: Any) -> Retry | Callab
     return Retry()(fn)
 
 
-def _blocking_refused(policy: Retry, error: BaseException | None) -> RuntimeError:
+def _blocking_refused(policy: Retry, loop: str, error: BaseException | None) -> RuntimeError:
     """The error for a sync retry about to sleep on a thread that runs an event loop."""
     msg = (
-        f"{policy._name!r} would block the {running_loop()} event loop running on this "
+        f"{policy._name!r} would block the {loop} event loop running on this "
         "thread while it sleeps before the next try; retry an async def instead "
         "(decorate it, `await policy.call_async(fn)` or `async for attempt in policy:`)"
     )
