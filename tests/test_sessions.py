@@ -292,6 +292,24 @@ class TestConfiguration:
 
 class TestLifecycle:
     @pytest.mark.anyio
+    async def test_entering_in_a_cancelled_scope_leaves_nothing_behind(
+        self, make: Callable[..., SessionManager]
+    ) -> None:
+        """The cancellation propagates, the manager is closed, and the task's own
+        cancel scopes and task groups still work afterwards."""
+        sessions = make()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            async with sessions:
+                pytest.fail("the block ran in a cancelled scope")
+        assert scope.cancelled_caught
+        assert "closed" in repr(sessions)
+        with pytest.raises(RuntimeError):
+            await sessions.create()
+        async with anyio.create_task_group() as tg:  # the task's own scopes are intact
+            tg.start_soon(anyio.lowlevel.checkpoint)
+
+    @pytest.mark.anyio
     async def test_create_before_entering_raises(self, make: Callable[..., SessionManager]) -> None:
         """create on a manager that was never entered is a RuntimeError."""
         sessions = make()

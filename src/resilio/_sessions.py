@@ -303,9 +303,17 @@ class SessionManager(Generic[T]):
             msg = f"{self!r} can be entered only once"
             raise RuntimeError(msg)
         self._started = True
-        self._tasks = anyio.create_task_group()
-        await self._tasks.__aenter__()
-        await self._tasks.start(self._run_timer)
+        tasks = self._tasks = anyio.create_task_group()
+        await tasks.__aenter__()
+        try:
+            await tasks.start(self._run_timer)
+        except BaseException:
+            # Cancelled (or failed) while starting: leave nothing running or entered,
+            # so the caller's own cancel scopes stay intact.
+            self._closing = True
+            tasks.cancel_scope.cancel()
+            await tasks.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(
