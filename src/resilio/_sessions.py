@@ -750,18 +750,15 @@ class SessionManager(Generic[T]):
         """Run the hooks of a claimed session in this task, and finish it."""
         hooks = self._hooks_of(session)
         rest = self._call_hooks(session, hooks, 0)
-        if rest is not None:
-            # Shielded: a caller cancelled mid-destroy must not leave the remaining
-            # hooks unrun and the session stuck in DESTROYING. Each awaitable is
-            # bounded by hook_timeout, so the shield cannot hold for ever. Plain
-            # hooks have nothing to cancel, so a destroy without an awaitable pays
-            # for no shield.
-            with anyio.CancelScope(shield=True):
-                await self._await_hooks(session, hooks, rest)
+        if rest is not None:  # plain hooks have nothing to cancel: no shield for them
+            await self._finish_hooks_in_task(session, hooks, rest)
 
     async def _finish_hooks_in_task(
         self, session: Session, hooks: tuple[Hook, ...], rest: _Rest
     ) -> None:
+        # Shielded: a caller cancelled mid-destroy must not leave the remaining hooks
+        # unrun and the session stuck in DESTROYING. Each awaitable is bounded by
+        # hook_timeout, so the shield cannot hold for ever.
         with anyio.CancelScope(shield=True):
             await self._await_hooks(session, hooks, rest)
 
