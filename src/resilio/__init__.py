@@ -39,6 +39,7 @@ from ._events import SessionExpired as SessionExpired
 from ._events import TaskFailed as TaskFailed
 from ._events import TaskRejected as TaskRejected
 from ._events import default_bus as default_bus
+from ._guard import Guard as Guard
 from ._leaky_bucket import LeakyBucket as LeakyBucket
 from ._pool import MapResults as MapResults
 from ._pool import PoolStats as PoolStats
@@ -69,6 +70,7 @@ __all__ = [
     "DestroyHookFailed",
     "Event",
     "EventBus",
+    "Guard",
     "LeakyBucket",
     "ManualClock",
     "MapResults",

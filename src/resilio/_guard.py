@@ -132,7 +132,22 @@ def is_async_callable(fn: object) -> bool:
 
 
 class Guard:
-    """Base class of every primitive that guards a call; see the module docstring."""
+    """The base class of every primitive that guards a call.
+
+    Breakers and buckets (and, with them, anything that guards a call in the four
+    ways) derive from it, so it is the type to annotate a parameter that takes "any
+    guard", and the class type checkers name in their messages about ``call``:
+
+    * ``@guard`` on a ``def`` or an ``async def`` (the signature is kept);
+    * ``with guard:`` and ``async with guard:`` around a block;
+    * ``guard.call(fn, *args, **kwargs)`` for a ``def`` and
+      ``await guard.call_async(fn, *args, **kwargs)`` for an ``async def``.
+
+    Handing an ``async def`` to ``call`` (or a ``def`` to ``call_async``) raises
+    [`MisuseError`][resilio.MisuseError] before anything runs. Subclassing `Guard`
+    outside resilio is not supported: the protocol between it and the primitives is
+    private and may change.
+    """
 
     __slots__ = ()
 
