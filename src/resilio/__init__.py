@@ -29,6 +29,7 @@ from ._events import CircuitStateChanged as CircuitStateChanged
 from ._events import DestroyHookFailed as DestroyHookFailed
 from ._events import Event as Event
 from ._events import EventBus as EventBus
+from ._events import FallbackUsed as FallbackUsed
 from ._events import RateLimited as RateLimited
 from ._events import RetryExhausted as RetryExhausted
 from ._events import RetryRefused as RetryRefused
@@ -39,7 +40,9 @@ from ._events import SessionExpired as SessionExpired
 from ._events import TaskFailed as TaskFailed
 from ._events import TaskRejected as TaskRejected
 from ._events import default_bus as default_bus
+from ._fallback import Fallback as Fallback
 from ._guard import Guard as Guard
+from ._keyed import Keyed as Keyed
 from ._leaky_bucket import LeakyBucket as LeakyBucket
 from ._pool import MapResults as MapResults
 from ._pool import PoolStats as PoolStats
@@ -70,7 +73,10 @@ __all__ = [
     "DestroyHookFailed",
     "Event",
     "EventBus",
+    "Fallback",
+    "FallbackUsed",
     "Guard",
+    "Keyed",
     "LeakyBucket",
     "ManualClock",
     "MapResults",

@@ -146,6 +146,17 @@ class RetryRefused(Event):
 
 
 @attrs.frozen(kw_only=True)
+class FallbackUsed(Event):
+    """A [`Fallback`][resilio.Fallback] returned its handler's value instead of an error.
+
+    Attributes:
+        error: The exception the handler replaced.
+    """
+
+    error: BaseException
+
+
+@attrs.frozen(kw_only=True)
 class TaskRejected(Event):
     """A worker pool refused a task because its queue was full (``submit_nowait``).
 

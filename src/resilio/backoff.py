@@ -1,0 +1,3 @@
+"""Delay schedules for ``Retry(delay=...)``: exponential, linear and constant (being written)."""
+
+from __future__ import annotations
