@@ -30,6 +30,8 @@ GROUPS = {
     "sessions": "bench_sessions",
     "compose": "bench_compose",
     "overhead": "bench_overhead",
+    "fallback": "bench_fallback",
+    "keyed": "bench_keyed",
 }
 PEERS = [
     "pybreaker",
