@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+
+from typing_extensions import Self
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._events import EventBus
-from ._limiter import EPSILON, RateLimiter
+from ._limiter import EPSILON, RateLimiter, per_capacity, per_period
 from ._validate import number
 from ._waiters import Waiter
 
@@ -63,6 +66,46 @@ class LeakyBucket(RateLimiter):
         super().__init__(rate, capacity, reject=reject, name=name, clock=clock, bus=bus)
         self._next = self._now()  # the earliest time of the next admission
 
+    @classmethod
+    def per(
+        cls,
+        count: float,
+        period: float | timedelta,
+        *,
+        capacity: float | None = None,
+        reject: bool = False,
+        name: str = "leaky-bucket",
+        clock: Clock = SYSTEM_CLOCK,
+        bus: EventBus | None = None,
+    ) -> Self:
+        """A bucket that admits *count* requests per *period*, evenly spaced.
+
+        ``LeakyBucket.per(100, 60)`` admits one request every ``60 / 100``
+        seconds. Unless told otherwise, its queue holds ``count`` requests, one
+        period's allowance, so a request that finds room waits at most about
+        *period*, and one that would wait longer is refused at once. Give
+        ``capacity`` for a shorter or longer queue.
+
+        Args:
+            count: Admissions per *period*; a positive number, at least 1 unless
+                *capacity* is given.
+            period: Seconds, or a `timedelta`.
+            capacity: The queue size; *count* by default.
+            reject: As for [`LeakyBucket`][resilio.LeakyBucket].
+            name: As for [`LeakyBucket`][resilio.LeakyBucket].
+            clock: As for [`LeakyBucket`][resilio.LeakyBucket].
+            bus: As for [`LeakyBucket`][resilio.LeakyBucket].
+
+        Raises:
+            TypeError: *count* or *period* is not a number (or *period* a
+                `timedelta`), or another option has the wrong type.
+            ValueError: *count* or *period* is not positive and finite, or the
+                capacity (given, or *count*) is below 1.
+        """
+        rate = per_period(count, period)
+        capacity = per_capacity(count, capacity)
+        return cls(rate, capacity, reject=reject, name=name, clock=clock, bus=bus)
+
     def _take(self, amount: float, now: float) -> bool:
         slot = self._next
         if now + EPSILON < slot:
@@ -101,11 +144,28 @@ class LeakyBucket(RateLimiter):
         return start - now + max(0.0, excess - 1.0) / self._rate
 
     def _grant_mark(self) -> Any:
-        return self._next
+        return (self._era, self._next)
 
     def _give_back(self, waiter: Waiter, now: float) -> None:
-        if self._next == waiter.mark:  # nobody was admitted after it: free its slot
+        # Free its slot only if nobody was admitted after it and no reset came since.
+        if waiter.mark == (self._era, self._next):
             self._next -= waiter.amount / self._rate
+
+    def reset(self) -> None:
+        """Forget the schedule, as if the bucket were new: the next slot is now.
+
+        A request arriving at an idle bucket is admitted at once. Requests already
+        waiting keep their places and their spacing: the first is admitted at once,
+        each next one ``n / rate`` after the one before. They are not released
+        together, which would be the very burst a leaky bucket exists to prevent.
+        Safe from any thread, with waiters of any kind queued. A request admitted
+        before the reset and cancelled after it frees no slot: the reset already
+        has. Publishes no event. Like limits' ``clear()`` and pyrate-limiter's
+        ``flush()``.
+        """
+        with self._lock:
+            self._next = self._now()
+            self._restarted()
 
     @property
     def available(self) -> float:

@@ -43,6 +43,35 @@ _INFINITY = float("inf")
 _NOTHING = finished(None)
 
 
+def per_period(count: Any, period: Any) -> float:
+    """The rate of *count* admissions per *period*, for the ``per`` constructors.
+
+    Raises:
+        TypeError: *count* is not a number, or *period* not a number or `timedelta`.
+        ValueError: either is not positive and finite, or their ratio is not a
+            usable rate (it underflows to 0 or overflows).
+    """
+    amount = _validate.number("count", count, gt=0)
+    seconds = _validate.duration("period", period, gt=0)
+    rate = amount / seconds
+    if not 0.0 < rate < _INFINITY:
+        msg = f"'count' / 'period' is not a usable rate: {count!r} / {period!r} = {rate!r}/s"
+        raise ValueError(msg)
+    return rate
+
+
+def per_capacity(count: Any, capacity: Any) -> Any:
+    """The capacity of a ``per`` constructor: *capacity* if given, else *count*."""
+    if capacity is not None:
+        return capacity
+    if count < 1:
+        msg = (
+            f"'count' must be >= 1 when 'capacity' is not given (it defaults to 'count'): {count!r}"
+        )
+        raise ValueError(msg)
+    return count
+
+
 class RateLimiter(Guard):
     """Shared base of the rate limiters; strictly private."""
 
@@ -52,6 +81,7 @@ class RateLimiter(Guard):
         "_capacity",
         "_clock",
         "_entered",
+        "_era",
         "_lock",
         "_name",
         "_now",
@@ -87,6 +117,7 @@ class RateLimiter(Guard):
         self._bus = default_bus() if bus is None else check_bus(bus)
         self._lock = threading.Lock()
         self._waiters = WaitQueue()
+        self._era = 0  # counts resets: a grant made before one is not given back after it
         self._entered: Awaitable[Any] = finished(self)  # awaited by an admitted ``async with``
 
     # -- what each limiter decides (the lock is held) --------------------------------
@@ -117,7 +148,7 @@ class RateLimiter(Guard):
 
     def _grant_mark(self) -> Any:
         """Bookkeeping stored on a waiter when it is granted (for `_give_back`)."""
-        return None
+        return self._era
 
     # -- public surface ---------------------------------------------------------------
 
@@ -358,6 +389,15 @@ class RateLimiter(Guard):
                 self._waiters.wake_head()
             elif not waiter.gone:
                 self._remove(waiter, now)
+
+    def _restarted(self) -> None:
+        """The bucket was reset (lock held): serve the queue from the new state.
+
+        A grant made before the reset is never given back after it: the reset has
+        already put back everything, and giving it back again would admit it twice.
+        """
+        self._era += 1
+        self._changed()
 
     def _changed(self) -> None:
         """The rate or capacity changed (lock held): serve and re-time the head."""

@@ -8,12 +8,13 @@ is no background thread or task, and an idle bucket costs nothing.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from datetime import timedelta
 
 from typing_extensions import Self
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._events import EventBus
-from ._limiter import EPSILON, RateLimiter
+from ._limiter import EPSILON, RateLimiter, per_capacity, per_period
 from ._validate import number
 from ._waiters import Waiter
 
@@ -67,6 +68,47 @@ class TokenBucket(RateLimiter):
         super().__init__(rate, capacity, reject=reject, name=name, clock=clock, bus=bus)
         self._tokens = self._capacity
         self._stamp = self._now()
+
+    @classmethod
+    def per(
+        cls,
+        count: float,
+        period: float | timedelta,
+        *,
+        capacity: float | None = None,
+        reject: bool = False,
+        name: str = "token-bucket",
+        clock: Clock = SYSTEM_CLOCK,
+        bus: EventBus | None = None,
+    ) -> Self:
+        """A bucket that admits *count* requests per *period*: "100 a minute".
+
+        ``TokenBucket.per(100, 60)`` refills at ``100 / 60`` tokens a second, and,
+        unless told otherwise, holds ``count`` tokens: it starts full, so the whole
+        period's allowance may pass at once, and never more than ``count`` pass in
+        any stretch of *period* seconds after a quiet spell. This is aiolimiter's
+        ``AsyncLimiter(100, 60)``, and the burst a fixed "100 per minute" window of
+        limits allows. Give ``capacity`` for a smaller burst (``capacity=1``: none).
+
+        Args:
+            count: Admissions (tokens) per *period*; a positive number, at least 1
+                unless *capacity* is given.
+            period: Seconds, or a `timedelta`.
+            capacity: The burst size; *count* by default.
+            reject: As for [`TokenBucket`][resilio.TokenBucket].
+            name: As for [`TokenBucket`][resilio.TokenBucket].
+            clock: As for [`TokenBucket`][resilio.TokenBucket].
+            bus: As for [`TokenBucket`][resilio.TokenBucket].
+
+        Raises:
+            TypeError: *count* or *period* is not a number (or *period* a
+                `timedelta`), or another option has the wrong type.
+            ValueError: *count* or *period* is not positive and finite, or the
+                capacity (given, or *count*) is below 1.
+        """
+        rate = per_period(count, period)
+        capacity = per_capacity(count, capacity)
+        return cls(rate, capacity, reject=reject, name=name, clock=clock, bus=bus)
 
     def _refill(self, now: float) -> float:
         tokens = self._tokens
@@ -125,7 +167,23 @@ class TokenBucket(RateLimiter):
         return now + missing / self._rate if missing > 0 else now
 
     def _give_back(self, waiter: Waiter, now: float) -> None:
-        self._tokens = min(self._capacity, self._refill(now) + waiter.amount)
+        if waiter.mark == self._era:  # granted since the last reset, if any
+            self._tokens = min(self._capacity, self._refill(now) + waiter.amount)
+
+    def reset(self) -> None:
+        """Fill the bucket to capacity, as if it were new; the queue is served from it.
+
+        Requests already waiting are admitted from the full bucket at once, in
+        their order, as many as it holds; the rest keep their places and wait for
+        tokens at ``rate`` from now. Safe from any thread, with waiters of any kind
+        queued. A request admitted before the reset and cancelled after it gives
+        nothing back: the reset has already refilled the bucket. Publishes no event.
+        Like limits' ``clear()`` and pyrate-limiter's ``flush()``.
+        """
+        with self._lock:
+            self._tokens = self._capacity
+            self._stamp = self._now()
+            self._restarted()
 
     @property
     def available(self) -> float:
