@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from . import _validate
 from ._clock import SYSTEM_CLOCK, Clock, check_clock, move_on_after
+from ._fallback import Fallback
 from ._guard import Guard, is_async_callable
 from ._retry import Retry, check_callable
 
@@ -106,15 +107,16 @@ class Timeout:
 _scopes: ContextVar[tuple[Any, Any] | None] = ContextVar("resilio_timeouts", default=None)
 
 
-Policy = Guard | Retry | Timeout
+Policy = Guard | Retry | Timeout | Fallback[Any]
 
 
 class Composed:
     """Several primitives applied as one policy; made by [`compose`][resilio.compose].
 
     Use it like any primitive: as a decorator on ``def`` and ``async def``, through
-    `call` / `call_async`, and, when it holds no [`Retry`][resilio.Retry], as a
-    ``with`` / ``async with`` block (a block cannot be run again).
+    `call` / `call_async`, and, when it holds no [`Retry`][resilio.Retry] (a block
+    cannot be run again) and no [`Fallback`][resilio.Fallback] (a block has no value
+    to replace), as a ``with`` / ``async with`` block.
     """
 
     __slots__ = ("_policies",)
@@ -162,6 +164,12 @@ class Composed:
                 msg = (
                     "a composed policy that contains a Retry works only as a decorator "
                     "or through call/call_async: a with block cannot be run again"
+                )
+                raise TypeError(msg)
+            if isinstance(policy, Fallback):
+                msg = (
+                    "a composed policy that contains a Fallback works only as a decorator "
+                    "or through call/call_async: a with block has no value to replace"
                 )
                 raise TypeError(msg)
         return self._policies
@@ -234,7 +242,7 @@ def compose(*policies: Policy) -> Composed:
     for policy in policies:
         if isinstance(policy, Composed):
             continue
-        if not isinstance(policy, (Guard, Retry, Timeout)):
+        if not isinstance(policy, (Guard, Retry, Timeout, Fallback)):
             msg = f"compose() takes resilio primitives, not {policy!r}"
             raise TypeError(msg)
     flat: list[Policy] = []
