@@ -1447,3 +1447,279 @@ class TestModuleLevel:
         assert trio.run(use_module_buckets) == expected
         assert MODULE_BUCKET.waiting == MODULE_REAL_BUCKET.waiting == 0
         assert not math.isnan(MODULE_BUCKET.available)
+
+
+@pytest.mark.anyio
+class TestReset:
+    def test_fills_an_empty_bucket_to_capacity(
+        self, make: Callable[..., TokenBucket], clock: ManualClock
+    ) -> None:
+        """reset() puts the level back to capacity at once; refilling starts afresh from then."""
+        bucket = make()
+        drain(bucket)
+        clock.advance(0.125)
+        bucket.reset()
+        assert bucket.available == 4
+        assert bucket.try_acquire(4)
+        clock.advance(0.25)
+        assert bucket.available == 1
+
+    def test_keeps_the_settings(self, make: Callable[..., TokenBucket]) -> None:
+        """Rate and capacity (as last set) and the name survive a reset."""
+        bucket = make()
+        bucket.set_rate(2)
+        bucket.set_capacity(3)
+        drain(bucket)
+        bucket.reset()
+        assert (bucket.rate, bucket.capacity, bucket.name, bucket.available) == (2, 3, "tb", 3)
+        assert repr(bucket) == "<TokenBucket 'tb' 3.00/3 tokens, 2/s, 0 waiting>"
+
+    def test_publishes_nothing(self, make: Callable[..., TokenBucket], events: list[Event]) -> None:
+        """A reset is not a decision on a request: no event."""
+        bucket = make()
+        drain(bucket)
+        bucket.reset()
+        bucket.reset()
+        assert events == []
+
+    async def test_waiters_are_served_from_the_refill_in_order(
+        self, make: Callable[..., TokenBucket], clock: ManualClock
+    ) -> None:
+        """Queued requests take the refill at once, first come first served; the rest re-time."""
+        bucket = make()
+        drain(bucket)
+        async with line_of(bucket, clock) as line:
+            await line.join("a", 2)
+            await line.join("b", 1)
+            await line.join("c", 3)
+            await line.advance_to(0.1)
+            assert line.served == []
+            bucket.reset()
+            await settle()
+            assert sorted(line.served) == [("a", 0.1), ("b", 0.1)]  # granted a, then b
+            assert bucket.waiting == 1
+            assert bucket.available == 1
+            # c needs 3: 1 is there, 2 more drip in at 4/s.
+            await line.advance_to(0.6 - BEFORE)
+            assert len(line.served) == 2
+            await line.advance_to(0.6)
+            assert line.served[-1] == ("c", 0.6)
+        assert bucket.available == 0
+        assert clock.sleepers == 0
+
+    async def test_a_head_that_does_not_fit_keeps_its_place(
+        self, make: Callable[..., TokenBucket], clock: ManualClock
+    ) -> None:
+        """A small request behind one the refill cannot meet waits for it: FIFO holds."""
+        bucket = make()
+        drain(bucket)
+        async with line_of(bucket, clock) as line:
+            await line.join("a", 3)
+            await line.join("b", 2)
+            await line.join("c", 1)
+            bucket.reset()
+            await settle()
+            assert line.served == [("a", 0)]
+            assert bucket.available == 1  # enough for c, who still waits behind b
+            assert bucket.waiting == 2
+            await line.advance_to(0.25)
+            assert line.served == [("a", 0), ("b", 0.25)]
+            await line.advance_to(0.5)
+            assert line.served[-1] == ("c", 0.5)
+
+    async def test_timed_waiters_served_by_a_reset_leave_no_timer(
+        self, make: Callable[..., TokenBucket], clock: ManualClock
+    ) -> None:
+        """Waiters with timeouts served by a reset cancel their deadlines."""
+        bucket = make()
+        drain(bucket)
+        async with line_of(bucket, clock) as line:
+            await line.join("a", 1, timeout=5)
+            await line.join("b", 1, timeout=5)
+            assert clock.sleepers == 2
+            bucket.reset()
+            await settle()
+            assert sorted(line.served) == [("a", 0), ("b", 0)]
+        assert clock.sleepers == 0
+        assert bucket.available == 2
+
+    async def test_a_cancelled_waiter_is_skipped(
+        self, make: Callable[..., TokenBucket], clock: ManualClock
+    ) -> None:
+        """A waiter cancelled before the reset takes nothing from the refill."""
+        bucket = make()
+        drain(bucket)
+        async with line_of(bucket, clock) as line:
+            await line.join("a", 1)
+            gone = await line.join("b", 2)
+            await line.join("c", 3)
+            gone.cancel()
+            await settle()
+            bucket.reset()
+            await settle()
+            assert line.cancelled == ["b"]
+            assert sorted(line.served) == [("a", 0), ("c", 0)]
+        assert bucket.available == 0
+
+    async def test_granted_before_and_cancelled_after_gives_nothing_back(
+        self, make: Callable[..., TokenBucket], clock: ManualClock
+    ) -> None:
+        """Tokens granted before a reset are not returned after it: the reset refilled them."""
+        bucket = make()
+        drain(bucket)
+        async with line_of(bucket, clock) as line:
+            head = await line.join("a", 2)  # turn at 0.5
+            await line.join("b", 4)
+            head.cancel()  # pending: a has not run since
+            clock.advance(0.5)
+            bucket.set_rate(4)  # re-dispatch: a is granted before it sees its cancellation
+            bucket.reset()  # a full bucket again: b takes all of it
+            await settle()
+            assert line.cancelled == ["a"]
+            assert line.served == [("b", 0.5)]
+            assert bucket.available == 0  # not a's 2 on top of the refill
+            assert not bucket.try_acquire()
+
+    async def test_granted_after_and_cancelled_gives_back(
+        self, make: Callable[..., TokenBucket], clock: ManualClock
+    ) -> None:
+        """A grant made by the reset itself is given back as usual when cancelled."""
+        bucket = make()
+        drain(bucket)
+        async with line_of(bucket, clock) as line:
+            head = await line.join("a", 3)
+            await line.join("b", 2)
+            head.cancel()  # pending: a has not run since
+            bucket.reset()  # a is granted 3 of the refill before it sees its cancellation
+            await settle()
+            assert line.cancelled == ["a"]
+            assert line.served == [("b", 0)]  # a's 3 came back: b took 2 of them
+            assert bucket.available == 2
+
+    async def test_reset_from_a_thread_wakes_an_async_waiter(self) -> None:
+        """On the real clock a reset from another thread serves a task waiting for ages."""
+        bucket = TokenBucket(0.001, 1, bus=EventBus())
+        assert bucket.try_acquire()
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(bucket.acquire)
+                await settle()
+                assert bucket.waiting == 1
+                await anyio.to_thread.run_sync(bucket.reset)
+        assert bucket.waiting == 0
+        assert bucket.available < 1
+
+    def test_reset_wakes_a_blocked_thread(self) -> None:
+        """On the real clock a reset serves a thread blocked in acquire_sync."""
+        bucket = TokenBucket(0.001, 1, bus=EventBus())
+        assert bucket.try_acquire()
+        worker = threading.Thread(target=bucket.acquire_sync, daemon=True)
+        worker.start()
+        deadline = time.monotonic() + 5
+        while bucket.waiting == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.0005)
+        bucket.reset()
+        worker.join(timeout=5)
+        assert not worker.is_alive()
+        assert bucket.waiting == 0
+
+
+class TestPer:
+    def test_count_per_period(self, clock: ManualClock) -> None:
+        """per(10, 60): 10/60 tokens a second; a full bucket of 10 to start with."""
+        bucket = TokenBucket.per(10, 60, clock=clock, bus=EventBus())
+        assert bucket.rate == 10 / 60
+        assert bucket.capacity == 10
+        assert bucket.name == "token-bucket"
+        assert bucket.try_acquire(10)
+        assert not bucket.try_acquire()
+        clock.advance(6)
+        assert bucket.try_acquire()
+        assert not bucket.try_acquire()
+
+    def test_period_as_a_timedelta(self, clock: ManualClock) -> None:
+        """The period may be a timedelta: 100 a minute."""
+        bucket = TokenBucket.per(100, timedelta(minutes=1), clock=clock, bus=EventBus())
+        assert (bucket.rate, bucket.capacity) == (100 / 60, 100)
+
+    def test_capacity_may_be_given(self, clock: ManualClock) -> None:
+        """capacity=1 keeps the rate and allows no burst."""
+        bucket = TokenBucket.per(10, 60, capacity=1, clock=clock, bus=EventBus())
+        assert (bucket.rate, bucket.capacity) == (10 / 60, 1)
+        assert bucket.try_acquire()
+        assert not bucket.try_acquire()
+
+    def test_fractional_count_with_a_capacity(self, clock: ManualClock) -> None:
+        """Half a request a second is fine once the capacity is said."""
+        bucket = TokenBucket.per(0.5, 1, capacity=2, clock=clock, bus=EventBus())
+        assert (bucket.rate, bucket.capacity) == (0.5, 2)
+
+    def test_options_pass_through(self, clock: ManualClock, events: list[Event]) -> None:
+        """reject, name, clock and bus reach the bucket."""
+        bus = EventBus()
+        seen: list[Event] = []
+        bus.subscribe(Event, seen.append)
+        bucket = TokenBucket.per(1, 2, reject=True, name="quota", clock=clock, bus=bus)
+        with bucket:
+            pass
+        with pytest.raises(RateLimitExceeded) as info, bucket:
+            pass
+        assert bucket.name == "quota"
+        assert info.value.retry_after == 2
+        assert limited(seen) == [(1, 2, True, 0)]
+        clock.advance(2)
+        with bucket:
+            pass
+
+    def test_a_subclass_builds_itself(self, clock: ManualClock) -> None:
+        """per() on a subclass returns an instance of that subclass."""
+
+        class Quota(TokenBucket):
+            __slots__ = ()
+
+        bucket = Quota.per(5, 1, clock=clock, bus=EventBus())
+        assert type(bucket) is Quota
+
+    def test_options_are_keyword_only(self, clock: ManualClock) -> None:
+        """Only count and period are positional."""
+        with pytest.raises(TypeError):
+            TokenBucket.per(10, 60, 5)  # type: ignore[misc]
+
+    @pytest.mark.parametrize(("count", "error"), BAD_NUMBERS)
+    def test_bad_count(self, count: Any, error: type[Exception]) -> None:
+        """count must be a finite number > 0; the error names 'count' and the value."""
+        with pytest.raises(error, match="'count'") as info:
+            TokenBucket.per(count, 60)
+        assert repr(count) in str(info.value)
+
+    @pytest.mark.parametrize(
+        ("period", "error"),
+        [
+            *BAD_NUMBERS,
+            (timedelta(0), ValueError),
+            (timedelta(seconds=-1), ValueError),
+            ("60", TypeError),
+        ],
+    )
+    def test_bad_period(self, period: Any, error: type[Exception]) -> None:
+        """period must be positive seconds or timedelta; the error names 'period' and the value."""
+        with pytest.raises(error, match="'period'"):
+            TokenBucket.per(10, period)
+
+    def test_count_below_one_needs_a_capacity(self) -> None:
+        """The default capacity is the count, so a count under 1 asks for a capacity."""
+        with pytest.raises(ValueError, match="'count' must be >= 1 when 'capacity'") as info:
+            TokenBucket.per(0.5, 1)
+        assert "0.5" in str(info.value)
+
+    def test_bad_capacity_is_named(self) -> None:
+        """A capacity given to per() is checked as the constructor checks it."""
+        with pytest.raises(ValueError, match=r"'capacity' must be >= 1: 0\.5"):
+            TokenBucket.per(10, 60, capacity=0.5)
+
+    @pytest.mark.parametrize(("count", "period"), [(1e-300, 1e300), (1e300, 1e-300)])
+    def test_a_rate_that_underflows_or_overflows(self, count: float, period: float) -> None:
+        """A ratio of valid numbers that is no usable rate names both parameters."""
+        with pytest.raises(ValueError, match="'count' / 'period'"):
+            TokenBucket.per(count, period, capacity=1)

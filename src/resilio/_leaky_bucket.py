@@ -160,8 +160,7 @@ class LeakyBucket(RateLimiter):
         together, which would be the very burst a leaky bucket exists to prevent.
         Safe from any thread, with waiters of any kind queued. A request admitted
         before the reset and cancelled after it frees no slot: the reset already
-        has. Publishes no event. Like limits' ``clear()`` and pyrate-limiter's
-        ``flush()``.
+        has. Publishes no event.
         """
         with self._lock:
             self._next = self._now()

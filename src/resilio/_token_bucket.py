@@ -85,10 +85,9 @@ class TokenBucket(RateLimiter):
 
         ``TokenBucket.per(100, 60)`` refills at ``100 / 60`` tokens a second, and,
         unless told otherwise, holds ``count`` tokens: it starts full, so the whole
-        period's allowance may pass at once, and never more than ``count`` pass in
-        any stretch of *period* seconds after a quiet spell. This is aiolimiter's
-        ``AsyncLimiter(100, 60)``, and the burst a fixed "100 per minute" window of
-        limits allows. Give ``capacity`` for a smaller burst (``capacity=1``: none).
+        period's allowance may pass at once, the burst a limit of "100 per minute"
+        usually allows, and after that one request every ``60 / 100`` seconds.
+        Give ``capacity`` for a smaller burst (``capacity=1``: none).
 
         Args:
             count: Admissions (tokens) per *period*; a positive number, at least 1
@@ -178,7 +177,6 @@ class TokenBucket(RateLimiter):
         tokens at ``rate`` from now. Safe from any thread, with waiters of any kind
         queued. A request admitted before the reset and cancelled after it gives
         nothing back: the reset has already refilled the bucket. Publishes no event.
-        Like limits' ``clear()`` and pyrate-limiter's ``flush()``.
         """
         with self._lock:
             self._tokens = self._capacity
