@@ -1805,7 +1805,6 @@ BAD_CONFIGS: list[tuple[str, Any, type[Exception]]] = [
     ("attempts", 2.0, TypeError),
     ("attempts", True, TypeError),
     ("attempts", "3", TypeError),
-    ("attempts", None, TypeError),
     ("base_delay", -0.1, ValueError),
     ("base_delay", math.nan, ValueError),
     ("base_delay", math.inf, ValueError),

@@ -21,8 +21,10 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+from anyio.lowlevel import checkpoint
+
 from . import _validate
-from ._backoff import JITTERS, Jitter, jittered, spread
+from ._backoff import JITTERS, Jitter, Schedule, between, jittered, seconds, spread
 from ._clock import SYSTEM_CLOCK, Clock, check_clock
 from ._errors import MisuseError
 from ._events import (
@@ -34,10 +36,14 @@ from ._events import (
     default_bus,
 )
 from ._guard import is_async_callable
+from ._instant import SWITCH
 from ._waiters import running_loop
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+_DEFAULT_BASE_DELAY = 0.1  # what Retry's signature says; given with delay=, they go unused
+_DEFAULT_MULTIPLIER = 2.0
 
 
 class RetryBudget:
@@ -212,15 +218,21 @@ def _hint(error: BaseException | None) -> float | None:
 
 
 class _Run:
-    """The state of one call after its first failure: which try, the last delay, the deadline."""
+    """The state of one call after its first failure: which try, the last delay, the deadline.
 
-    __slots__ = ("attempt", "deadline", "policy", "previous")
+    ``instant`` says whether the delay last returned is to be skipped, not slept: it was
+    decided under `resilio.testing.instant`, which the run reads only here, after a
+    failure, never on the success path.
+    """
+
+    __slots__ = ("attempt", "deadline", "instant", "policy", "previous")
 
     def __init__(self, policy: Retry, started: float) -> None:
         self.policy = policy
         self.attempt = 1
         self.previous = policy._base_delay
         self.deadline = None if policy._timeout is None else started + policy._timeout
+        self.instant = False
 
     def next_delay(self, error: BaseException | None, *, sync: bool = False) -> float | None:
         """After the current try failed: the delay before the next, or ``None`` to stop.
@@ -230,18 +242,25 @@ class _Run:
         """
         policy = self.policy
         attempt = self.attempt
-        if attempt >= policy._attempts:
+        limit = policy._attempts
+        instant = self.instant = SWITCH.on
+        if instant and (cap := SWITCH.attempts) is not None and (limit is None or cap < limit):
+            limit = cap
+        if limit is not None and attempt >= limit:
             policy._publish_exhausted(attempt, error, "attempts")
             return None
-        delay = self.previous = jittered(
-            attempt,
-            self.previous,
-            base_delay=policy._base_delay,
-            multiplier=policy._multiplier,
-            max_delay=policy._max_delay,
-            jitter=policy._jitter,
-            random=policy._random,
-        )
+        if policy._delay is None:
+            delay = self.previous = jittered(
+                attempt,
+                self.previous,
+                base_delay=policy._base_delay,
+                multiplier=policy._multiplier,
+                max_delay=policy._max_delay,
+                jitter=policy._jitter,
+                random=policy._random,
+            )
+        else:
+            delay = policy._scheduled(attempt, error)
         deadline = self.deadline
         hint = _hint(error)
         if hint is not None and hint > delay:  # never sooner than the rejection said
@@ -258,6 +277,10 @@ class _Run:
         elif deadline is not None and policy._now() + delay > deadline:
             policy._publish_exhausted(attempt, error, "timeout")
             return None
+        if instant:  # the sleep is skipped, but counts against the timeout as if slept
+            if deadline is not None:
+                self.deadline = deadline - delay
+            delay = 0.0
         if sync and delay > 0 and (loop := running_loop()) is not None:
             # Refused before the budget or the events hear of a retry that won't happen.
             raise _blocking_refused(policy, loop, error) from error
@@ -315,7 +338,12 @@ class Attempt:
         return False
 
     def __repr__(self) -> str:
-        return f"<Attempt {self.number} of {self._loop.policy._attempts}>"
+        attempts = self._loop.policy._attempts
+        return (
+            f"<Attempt {self.number}>"
+            if attempts is None
+            else f"<Attempt {self.number} of {attempts}>"
+        )
 
 
 class _Attempts:
@@ -357,9 +385,11 @@ class _Attempts:
         step = self._next_delay(sync=True)
         if isinstance(step, Attempt):
             return step
-        self.policy._clock.sleep(step)
-        assert self.run is not None
-        return Attempt(self, self.run.attempt)
+        run = self.run
+        assert run is not None
+        if not run.instant:
+            self.policy._clock.sleep(step)
+        return Attempt(self, run.attempt)
 
     def __aiter__(self) -> AsyncIterator[Attempt]:
         return self
@@ -371,9 +401,13 @@ class _Attempts:
             raise StopAsyncIteration from None
         if isinstance(step, Attempt):
             return step
-        await self.policy._clock.sleep_async(step)
-        assert self.run is not None
-        return Attempt(self, self.run.attempt)
+        run = self.run
+        assert run is not None
+        if run.instant:
+            await checkpoint()
+        else:
+            await self.policy._clock.sleep_async(step)
+        return Attempt(self, run.attempt)
 
 
 class Retry:
@@ -410,13 +444,27 @@ class Retry:
             ``(exception) -> bool``, that ask for another try.
         if_result: A predicate on the return value that asks for another try; when
             tries run out the last result is returned.
-        attempts: Tries in all, the first included (``>= 1``).
+        attempts: Tries in all, the first included (``>= 1``), or ``None`` for no
+            limit: then only ``timeout``, the ``budget``, a ``retry_after`` hint
+            longer than ``max_delay`` or an error ``on=`` does not match ends the
+            retrying, so give it a ``timeout``.
+        delay: A function ``(attempt) -> seconds`` (or a `datetime.timedelta`)
+            giving the delay after try ``attempt`` failed, before jitter, in place of
+            the exponential schedule: one of the builders of
+            [`resilio.backoff`][resilio.backoff], or your own. ``max_delay`` still
+            caps it. It must answer a finite number ``>= 0``; anything else raises
+            [`MisuseError`][resilio.MisuseError] when it is asked, chained to the
+            error of the try that failed.
         base_delay: Seconds (or a `datetime.timedelta`) before the first retry,
-            before jitter.
-        max_delay: The longest delay from the schedule, at least ``base_delay``; a
-            ``retry_after`` hint longer than it ends the retrying.
-        multiplier: How much each delay grows (``>= 1``).
-        jitter: ``"full"``, ``"equal"``, ``"decorrelated"`` or ``None``.
+            before jitter; not with ``delay``.
+        max_delay: The longest delay from the schedule, at least ``base_delay`` (or
+            the ``min`` of a ``delay`` schedule); a ``retry_after`` hint longer than it
+            ends the retrying.
+        multiplier: How much each delay grows (``>= 1``); not with ``delay``.
+        jitter: ``"full"``, ``"equal"``, ``"decorrelated"`` or ``None``. Over a
+            ``delay`` function, ``"full"`` and ``"equal"`` spread its delay (never
+            below a schedule's ``min``), and ``"decorrelated"``, which grows a
+            schedule of its own, is refused.
         timeout: Seconds the retrying may take, from the first try: no sleep is
             started that would end past it (a try already running is not
             interrupted; wrap it in a [`Timeout`][resilio.Timeout] for that).
@@ -433,7 +481,9 @@ class Retry:
     Raises:
         TypeError: The class is used as a decorator without parentheses
             (``@Retry``; write ``@Retry()``), or an argument has the wrong type.
-        ValueError: An argument is out of range, or ``max_delay < base_delay``.
+        ValueError: An argument is out of range, ``max_delay < base_delay``, or
+            ``delay`` comes with ``base_delay``, ``multiplier`` or
+            ``jitter="decorrelated"``.
     """
 
     __slots__ = (
@@ -443,6 +493,8 @@ class Retry:
         "_budget",
         "_bus",
         "_clock",
+        "_delay",
+        "_floor",
         "_if_result",
         "_jitter",
         "_max_delay",
@@ -463,7 +515,8 @@ class Retry:
         | tuple[type[BaseException], ...]
         | Callable[[BaseException], bool] = Exception,
         if_result: Callable[[Any], bool] | None = None,
-        attempts: int = 5,
+        attempts: int | None = 5,
+        delay: Callable[[int], float | timedelta] | None = None,
         base_delay: float | timedelta = 0.1,
         max_delay: float | timedelta = 10.0,
         multiplier: float = 2.0,
@@ -485,20 +538,25 @@ class Retry:
         if if_result is not None:
             _validate.callable_("if_result", if_result)
         self._if_result = if_result
-        self._attempts = _validate.integer("attempts", attempts, ge=1)
+        self._attempts = None if attempts is None else _validate.integer("attempts", attempts, ge=1)
         self._base_delay = _validate.duration("base_delay", base_delay, ge=0)
         self._max_delay = _validate.duration("max_delay", max_delay, ge=0)
-        if self._max_delay < self._base_delay:
-            msg = (
-                f"'max_delay' must be >= 'base_delay': max_delay={max_delay!r}, "
-                f"base_delay={base_delay!r}"
-            )
-            raise ValueError(msg)
         self._multiplier = _validate.number("multiplier", multiplier, ge=1)
         if jitter not in JITTERS:
             msg = f"'jitter' must be one of 'full', 'equal', 'decorrelated' or None: {jitter!r}"
             raise ValueError(msg)
         self._jitter = jitter
+        self._delay = delay
+        self._floor = 0.0
+        if delay is None:
+            if self._max_delay < self._base_delay:
+                msg = (
+                    f"'max_delay' must be >= 'base_delay': max_delay={max_delay!r}, "
+                    f"base_delay={base_delay!r}"
+                )
+                raise ValueError(msg)
+        else:
+            self._check_delay(delay, base_delay, multiplier, max_delay)
         self._timeout = _validate.optional_duration("timeout", timeout, gt=0)
         if budget is not None and not isinstance(budget, RetryBudget):
             msg = f"'budget' must be a RetryBudget: {budget!r}"
@@ -511,6 +569,64 @@ class Retry:
         self._clock = check_clock(clock)
         self._now = clock.monotonic
         self._bus = default_bus() if bus is None else check_bus(bus)
+
+    def _check_delay(
+        self,
+        delay: Callable[[int], float | timedelta],
+        base_delay: float | timedelta,
+        multiplier: float,
+        max_delay: float | timedelta,
+    ) -> None:
+        """Refuse a ``delay`` function that is not callable, or that comes with options it
+        replaces; take a schedule's ``min`` as the floor of the jitter."""
+        _validate.callable_("delay", delay)
+        for option, value, default in (
+            ("base_delay", base_delay, _DEFAULT_BASE_DELAY),
+            ("multiplier", multiplier, _DEFAULT_MULTIPLIER),
+        ):
+            if value != default and not (
+                isinstance(value, timedelta) and value.total_seconds() == default
+            ):
+                msg = (
+                    f"'delay' replaces the exponential schedule, so {option!r} is not used: "
+                    f"{option}={value!r}; drop it, or build the schedule with it, e.g. "
+                    "delay=resilio.backoff.exponential(base=..., multiplier=...)"
+                )
+                raise ValueError(msg)
+        if self._jitter == "decorrelated":
+            msg = (
+                "'jitter' cannot be 'decorrelated' with 'delay': decorrelated jitter grows "
+                f"a schedule of its own from base_delay; use 'full', 'equal' or None: "
+                f"delay={delay!r}"
+            )
+            raise ValueError(msg)
+        if isinstance(delay, Schedule):
+            self._floor = delay.min
+            if self._max_delay < delay.min:
+                msg = (
+                    f"'max_delay' must be >= the min of 'delay': max_delay={max_delay!r}, "
+                    f"delay={delay!r}"
+                )
+                raise ValueError(msg)
+
+    def _scheduled(self, attempt: int, error: BaseException | None) -> float:
+        """The delay after try *attempt* failed, from the ``delay`` function, jittered.
+
+        Raises:
+            MisuseError: The function answered something that is not a delay.
+        """
+        fn = self._delay
+        assert fn is not None
+        answer = fn(attempt)
+        wanted = seconds(answer)
+        if wanted is None:
+            msg = (
+                f"{self._name!r}: the delay function {fn!r} answered {answer!r} after try "
+                f"{attempt}; a delay is a finite number of seconds >= 0 or a timedelta"
+            )
+            raise MisuseError(msg) from error
+        wanted = min(wanted, self._max_delay)
+        return between(self._floor, wanted, self._jitter, self._random)
 
     @property
     def name(self) -> str:
@@ -613,7 +729,8 @@ class Retry:
                 if error is not None:
                     raise error
                 return result  # type: ignore[no-any-return]
-            self._clock.sleep(delay)
+            if not run.instant:
+                self._clock.sleep(delay)
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
@@ -642,7 +759,10 @@ class Retry:
                 if error is not None:
                     raise error
                 return result  # type: ignore[no-any-return]
-            await self._clock.sleep_async(delay)
+            if run.instant:
+                await checkpoint()
+            else:
+                await self._clock.sleep_async(delay)
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
@@ -700,9 +820,15 @@ class Retry:
             )
 
     def __repr__(self) -> str:
+        attempts = "unlimited" if self._attempts is None else self._attempts
+        schedule = (
+            f"{self._base_delay:g}s x{self._multiplier:g}"
+            if self._delay is None
+            else f"delay={self._delay!r}"
+        )
         return (
-            f"<Retry {self._name!r}: {self._attempts} attempts, {self._base_delay:g}s "
-            f"x{self._multiplier:g} up to {self._max_delay:g}s, jitter={self._jitter!r}"
+            f"<Retry {self._name!r}: {attempts} attempts, {schedule} "
+            f"up to {self._max_delay:g}s, jitter={self._jitter!r}"
             + (f", timeout {self._timeout:g}s" if self._timeout is not None else "")
             + ">"
         )
@@ -738,7 +864,8 @@ def retry(
     | tuple[type[BaseException], ...]
     | Callable[[BaseException], bool] = ...,
     if_result: Callable[[Any], bool] | None = ...,
-    attempts: int = ...,
+    attempts: int | None = ...,
+    delay: Callable[[int], float | timedelta] | None = ...,
     base_delay: float | timedelta = ...,
     max_delay: float | timedelta = ...,
     multiplier: float = ...,
