@@ -10,6 +10,7 @@ tasks are ordered with ``anyio.wait_all_tasks_blocked()``, never with sleeps.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -840,3 +841,263 @@ class TestModuleLevel:
         assert asyncio.run(use_module_bucket()) == expected
         assert trio.run(use_module_bucket) == expected
         assert MODULE_BUCKET.waiting == 0
+
+
+@pytest.mark.anyio
+class TestReset:
+    def test_clears_the_schedule(
+        self, make: Callable[..., LeakyBucket], clock: ManualClock
+    ) -> None:
+        """After a reset the next request is admitted at once, and spacing starts from it."""
+        bucket = make()
+        assert bucket.try_acquire()
+        assert not bucket.try_acquire()
+        clock.advance(0.125)
+        bucket.reset()
+        assert bucket.try_acquire()
+        assert not bucket.try_acquire()
+        clock.advance(0.25 - BEFORE)
+        assert not bucket.try_acquire()
+        clock.advance(BEFORE)
+        assert bucket.try_acquire()
+
+    def test_an_idle_bucket_is_unchanged(
+        self, make: Callable[..., LeakyBucket], clock: ManualClock
+    ) -> None:
+        """Resetting an idle bucket changes nothing: still one admission, then 1/rate."""
+        bucket = make()
+        clock.advance(10)
+        bucket.reset()
+        assert bucket.try_acquire()
+        assert not bucket.try_acquire()
+
+    def test_keeps_the_settings(self, make: Callable[..., LeakyBucket]) -> None:
+        """Rate and capacity (as last set) and the name survive a reset."""
+        bucket = make()
+        bucket.set_rate(2)
+        bucket.set_capacity(5)
+        assert bucket.try_acquire()
+        bucket.reset()
+        assert (bucket.rate, bucket.capacity, bucket.name, bucket.available) == (2, 5, "lb", 5)
+        assert repr(bucket) == "<LeakyBucket 'lb' 2/s, next slot in 0.000s, 0/5 waiting>"
+
+    def test_publishes_nothing(self, make: Callable[..., LeakyBucket], events: list[Event]) -> None:
+        """A reset is not a decision on a request: no event."""
+        bucket = make()
+        assert bucket.try_acquire()
+        bucket.reset()
+        assert events == []
+
+    async def test_waiters_keep_their_places_and_spacing(
+        self, make: Callable[..., LeakyBucket], clock: ManualClock
+    ) -> None:
+        """Queued requests are not released together: the first goes now, the rest 1/rate apart."""
+        bucket = make(capacity=4)
+        async with line_of(bucket, clock) as line:
+            await line.join("x")
+            await line.join("a")  # slot 0.25
+            await line.join("b", 2)  # slot 0.5, occupying two
+            await line.join("c")  # slot 1.0
+            await line.advance_to(0.125)
+            bucket.reset()
+            await settle()
+            assert line.served == [("x", 0), ("a", 0.125)]
+            assert bucket.waiting == 2
+            assert bucket.available == 1  # b and c still hold three units of room
+            await line.advance_to(0.375 - BEFORE)
+            assert len(line.served) == 2
+            await line.advance_to(0.375)
+            assert line.served[-1] == ("b", 0.375)
+            await line.advance_to(0.875 - BEFORE)
+            assert len(line.served) == 3
+            await line.advance_to(0.875)
+            assert line.served[-1] == ("c", 0.875)
+        assert bucket.available == 4
+        assert clock.sleepers == 0
+
+    async def test_timed_waiter_served_by_a_reset_leaves_no_timer(
+        self, make: Callable[..., LeakyBucket], clock: ManualClock
+    ) -> None:
+        """A waiter with a timeout served by a reset cancels its deadline."""
+        bucket = make()
+        async with line_of(bucket, clock) as line:
+            await line.join("x")
+            await line.join("a", timeout=5)
+            await line.join("b", timeout=5)
+            assert clock.sleepers == 2  # a's slot, b's deadline
+            bucket.reset()
+            await settle()
+            assert line.served == [("x", 0), ("a", 0)]
+            assert clock.sleepers == 1  # b heads the queue: one timer, for its slot
+            await line.advance_to(0.25)
+            assert line.served[-1] == ("b", 0.25)
+        assert clock.sleepers == 0
+
+    async def test_a_cancelled_waiter_is_skipped(
+        self, make: Callable[..., LeakyBucket], clock: ManualClock
+    ) -> None:
+        """A waiter cancelled before the reset holds no slot in the new schedule."""
+        bucket = make()
+        async with line_of(bucket, clock) as line:
+            await line.join("x")
+            gone = await line.join("a")
+            await line.join("b")
+            gone.cancel()
+            await settle()
+            bucket.reset()
+            await settle()
+            assert line.cancelled == ["a"]
+            assert line.served == [("x", 0), ("b", 0)]
+            assert not bucket.try_acquire()
+
+    async def test_granted_before_and_cancelled_after_frees_no_slot(
+        self, make: Callable[..., LeakyBucket], clock: ManualClock
+    ) -> None:
+        """A slot granted before a reset is not freed after it: no two admissions at once."""
+        bucket = make()
+        async with line_of(bucket, clock) as line:
+            await line.join("x")
+            head = await line.join("a")  # slot 0.25
+            await line.join("b")
+            head.cancel()  # pending: a has not run since
+            clock.advance(0.25)
+            bucket.set_rate(4)  # re-dispatch: a is admitted before it sees its cancellation
+            bucket.reset()  # b is admitted at once, the next slot is 0.5
+            await settle()
+            assert line.cancelled == ["a"]
+            assert line.served == [("x", 0), ("b", 0.25)]
+            assert not bucket.try_acquire()
+            await line.join("c")
+            await line.advance_to(0.5 - BEFORE)
+            assert len(line.served) == 2
+            await line.advance_to(0.5)
+            assert line.served[-1] == ("c", 0.5)
+
+    async def test_granted_by_the_reset_and_cancelled_frees_its_slot(
+        self, make: Callable[..., LeakyBucket], clock: ManualClock
+    ) -> None:
+        """A slot granted by the reset itself is freed as usual when its waiter is cancelled."""
+        bucket = make()
+        async with line_of(bucket, clock) as line:
+            await line.join("x")
+            head = await line.join("a")
+            await line.join("b")
+            head.cancel()  # pending: a has not run since
+            bucket.reset()  # a is admitted before it sees its cancellation
+            await settle()
+            assert line.cancelled == ["a"]
+            assert line.served == [("x", 0), ("b", 0)]  # b took a's slot
+            assert not bucket.try_acquire()
+
+    async def test_reset_from_a_thread_wakes_an_async_waiter(self) -> None:
+        """On the real clock a reset from another thread serves a task waiting for ages."""
+        bucket = LeakyBucket(0.001, 1, bus=EventBus())
+        assert bucket.try_acquire()
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(bucket.acquire)
+                await settle()
+                assert bucket.waiting == 1
+                await anyio.to_thread.run_sync(bucket.reset)
+        assert bucket.waiting == 0
+
+    def test_reset_wakes_a_blocked_thread(self) -> None:
+        """On the real clock a reset serves a thread blocked in acquire_sync."""
+        bucket = LeakyBucket(0.001, 1, bus=EventBus())
+        assert bucket.try_acquire()
+        worker = threading.Thread(target=bucket.acquire_sync, daemon=True)
+        worker.start()
+        deadline = time.monotonic() + 5
+        while bucket.waiting == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.0005)
+        bucket.reset()
+        worker.join(timeout=5)
+        assert not worker.is_alive()
+        assert bucket.waiting == 0
+
+
+@pytest.mark.anyio
+class TestPer:
+    def test_count_per_period(self, clock: ManualClock) -> None:
+        """per(10, 60): one admission every 6 s, and a queue of 10 by default."""
+        bucket = LeakyBucket.per(10, 60, clock=clock, bus=EventBus())
+        assert bucket.rate == 10 / 60
+        assert bucket.capacity == 10
+        assert bucket.name == "leaky-bucket"
+        assert bucket.try_acquire()
+        assert not bucket.try_acquire()
+        clock.advance(6)
+        assert bucket.try_acquire()
+
+    async def test_the_default_queue_waits_at_most_a_period(self, clock: ManualClock) -> None:
+        """With the default capacity the last request that finds room waits one period."""
+        bucket = LeakyBucket.per(4, 1, clock=clock, bus=EventBus())
+        async with line_of(bucket, clock) as line:
+            for label in "xabcd":
+                await line.join(label)
+            with pytest.raises(RateLimitExceeded):
+                await bucket.acquire()
+            await line.run_to(0.25, 0.5, 0.75, 1.0)
+            assert line.served == [("x", 0), ("a", 0.25), ("b", 0.5), ("c", 0.75), ("d", 1.0)]
+
+    def test_period_as_a_timedelta(self, clock: ManualClock) -> None:
+        """The period may be a timedelta: 100 a minute."""
+        bucket = LeakyBucket.per(100, timedelta(minutes=1), clock=clock, bus=EventBus())
+        assert (bucket.rate, bucket.capacity) == (100 / 60, 100)
+
+    def test_options_pass_through(self, clock: ManualClock) -> None:
+        """capacity, reject, name, clock and bus reach the bucket."""
+        bus = EventBus()
+        seen: list[Event] = []
+        bus.subscribe(Event, seen.append)
+        bucket = LeakyBucket.per(
+            1, timedelta(seconds=2), capacity=7, reject=True, name="relay", clock=clock, bus=bus
+        )
+        assert (bucket.rate, bucket.capacity, bucket.name) == (0.5, 7, "relay")
+        with bucket:
+            pass
+        with pytest.raises(RateLimitExceeded) as info, bucket:
+            pass
+        assert info.value.retry_after == 2
+        assert limited(seen) == [(1, 2, True, 0)]
+
+    def test_a_subclass_builds_itself(self, clock: ManualClock) -> None:
+        """per() on a subclass returns an instance of that subclass."""
+
+        class Relay(LeakyBucket):
+            __slots__ = ()
+
+        assert type(Relay.per(5, 1, clock=clock, bus=EventBus())) is Relay
+
+    def test_options_are_keyword_only(self) -> None:
+        """Only count and period are positional."""
+        with pytest.raises(TypeError):
+            LeakyBucket.per(10, 60, 5)  # type: ignore[misc]
+
+    @pytest.mark.parametrize(("count", "error"), BAD_NUMBERS)
+    def test_bad_count(self, count: Any, error: type[Exception]) -> None:
+        """count must be a finite number > 0; the error names 'count' and the value."""
+        with pytest.raises(error, match="'count'") as info:
+            LeakyBucket.per(count, 60)
+        assert repr(count) in str(info.value)
+
+    @pytest.mark.parametrize(
+        ("period", "error"),
+        [*BAD_NUMBERS, (timedelta(0), ValueError), (timedelta(seconds=-1), ValueError)],
+    )
+    def test_bad_period(self, period: Any, error: type[Exception]) -> None:
+        """period must be positive seconds or timedelta; the error names 'period' and the value."""
+        with pytest.raises(error, match="'period'"):
+            LeakyBucket.per(10, period)
+
+    def test_count_below_one_needs_a_capacity(self, clock: ManualClock) -> None:
+        """The default queue size is the count, so a count under 1 asks for a capacity."""
+        with pytest.raises(ValueError, match="'count' must be >= 1 when 'capacity'"):
+            LeakyBucket.per(0.5, 1)
+        assert LeakyBucket.per(0.5, 1, capacity=1, clock=clock).rate == 0.5
+
+    def test_a_rate_that_underflows_is_refused(self) -> None:
+        """A ratio of valid numbers that is no usable rate names both parameters."""
+        with pytest.raises(ValueError, match="'count' / 'period'"):
+            LeakyBucket.per(1, 1e-320)
