@@ -1,7 +1,7 @@
 """Both rate limiters against reference models, driven by hypothesis.
 
-Random sequences of ``try_acquire(n)``, fractional clock advances, ``set_rate`` and
-``set_capacity`` run on a real bucket and on a few lines of arithmetic that say what
+Random sequences of ``try_acquire(n)``, fractional clock advances, ``set_rate``,
+``set_capacity`` and ``reset`` run on a real bucket and on a few lines of arithmetic that say what
 it must do: a token count for the TokenBucket, the time of the next free slot for
 the LeakyBucket. Outcomes within float noise of the boundary may go either way; the
 model then follows the bucket.
@@ -96,6 +96,14 @@ class TokenBucketMachine(RuleBasedStateMachine):
         self.capacity = capacity
         self.tokens = min(self.tokens, capacity)
 
+    @rule()
+    def reset(self) -> None:
+        """A reset fills the bucket, whatever its level, and publishes nothing."""
+        before = len(self.refusals)
+        self.built().reset()
+        self.tokens = self.capacity
+        assert len(self.refusals) == before
+
     @precondition(lambda self: self.bucket is not None)
     @invariant()
     def level_matches_the_model(self) -> None:
@@ -166,6 +174,14 @@ class LeakyBucketMachine(RuleBasedStateMachine):
         self.built().set_capacity(capacity)
         self.capacity = capacity
 
+    @rule()
+    def reset(self) -> None:
+        """A reset makes the next slot now, and publishes nothing."""
+        before = len(self.refusals)
+        self.built().reset()
+        self.next_slot = self.clock.monotonic()
+        assert len(self.refusals) == before
+
     @precondition(lambda self: self.bucket is not None)
     @invariant()
     def queue_is_empty_and_free(self) -> None:
@@ -175,12 +191,12 @@ class LeakyBucketMachine(RuleBasedStateMachine):
 
 
 class TestTokenBucketModel(TokenBucketMachine.TestCase):  # type: ignore[misc,name-defined]
-    """try_acquire, advances, set_rate and set_capacity keep the token count of the model."""
+    """try_acquire, advances, set_rate, set_capacity and reset keep the model's token count."""
 
     settings = SETTINGS
 
 
 class TestLeakyBucketModel(LeakyBucketMachine.TestCase):  # type: ignore[misc,name-defined]
-    """try_acquire, advances, set_rate and set_capacity keep the next slot of the model."""
+    """try_acquire, advances, set_rate, set_capacity and reset keep the model's next slot."""
 
     settings = SETTINGS
