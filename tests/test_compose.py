@@ -32,6 +32,7 @@ from resilio import (
     Composed,
     Event,
     EventBus,
+    Fallback,
     ManualClock,
     RateLimited,
     RateLimitExceeded,
@@ -1265,3 +1266,64 @@ class TestFailFast:
         with pytest.raises(ConnectionError):
             policy.call(work)  # the second real failure in a row opens it
         assert breaker.state is OPEN
+
+
+class TestFallbackInCompose:
+    """A Fallback stacks in compose() like every primitive, but not in with blocks."""
+
+    def test_compose_takes_a_fallback(self, clock: ManualClock, bus: EventBus) -> None:
+        """compose() accepts a Fallback; the decorator and call() replace the final error."""
+        breaker = CircuitBreaker(clock=clock, bus=bus)
+        policy = compose(Fallback(lambda exc: "cached", bus=bus), breaker)
+        assert isinstance(policy, Composed)
+        assert policy.policies[1] is breaker
+
+        def down() -> None:
+            raise Boom
+
+        assert policy(down)() == "cached"
+        assert policy.call(down) == "cached"
+        assert "Fallback 'fallback'" in repr(policy)
+
+    @pytest.mark.anyio
+    async def test_call_async_with_a_fallback(self, clock: ManualClock, bus: EventBus) -> None:
+        """call_async of a composed policy awaits the async handler's value."""
+
+        async def cached(exc: Exception) -> str:
+            await anyio.lowlevel.checkpoint()
+            return "cached"
+
+        async def down() -> None:
+            await anyio.lowlevel.checkpoint()
+            raise Boom
+
+        policy = compose(Fallback(cached, bus=bus), CircuitBreaker(clock=clock, bus=bus))
+        assert await policy.call_async(down) == "cached"
+
+    def test_with_block_is_refused(self, bus: EventBus) -> None:
+        """A block has no value to replace: a composed Fallback refuses ``with``, enters
+        nothing."""
+        breaker = CircuitBreaker(bus=bus)
+        policy = compose(breaker, Fallback(lambda exc: None, bus=bus))
+        with pytest.raises(TypeError, match="Fallback works only as a decorator"), policy:
+            pass  # pragma: no cover
+        assert breaker.snapshot().consecutive_failures == 0
+
+    @pytest.mark.anyio
+    async def test_async_with_block_is_refused(self, bus: EventBus) -> None:
+        """``async with`` refuses a composed Fallback too."""
+        policy = compose(Fallback(lambda exc: None, bus=bus), CircuitBreaker(bus=bus))
+        with pytest.raises(TypeError, match="Fallback works only as a decorator"):
+            async with policy:
+                pass  # pragma: no cover
+
+    def test_the_same_fallback_twice_is_refused(self, bus: EventBus) -> None:
+        """One Fallback twice in a policy is a ValueError, as for every primitive."""
+        fallback = Fallback(lambda exc: None, bus=bus)
+        with pytest.raises(ValueError, match="twice"):
+            compose(fallback, CircuitBreaker(bus=bus), fallback)
+
+    def test_nested_composed_with_a_fallback_flattens(self, bus: EventBus) -> None:
+        """A composed policy holding a Fallback composes again, flattened."""
+        fallback, breaker = Fallback(lambda exc: None, bus=bus), CircuitBreaker(bus=bus)
+        assert compose(compose(fallback), breaker).policies == (fallback, breaker)
