@@ -325,3 +325,139 @@ class TestThreadsAndTasks:
             [f"{who}-{i}" for who in ("task", "thread") for i in range(3)] * 3
         )
         assert bucket.waiting == 0
+
+
+class TestReset:
+    @pytest.mark.parametrize("seed", range(3))
+    def test_token_bucket_resets_under_contention(self, seed: int) -> None:
+        """Resets among blocking, trying and timing-out threads: nothing lost, no deadlock,
+        and no more admitted than the refills allow."""
+        clock = ManualClock()
+        rate, capacity = 8.0, 5.0
+        bucket = TokenBucket(rate, capacity, clock=clock, bus=EventBus())
+        admitted = [0.0] * THREADS
+        resets = [0] * THREADS
+
+        def work(index: int) -> None:
+            rng = random.Random(seed * 100 + index)
+            for _ in range(150):
+                n = rng.choice([1, 1, 2, 3, 5])
+                roll = rng.random()
+                if roll < 0.05:
+                    bucket.reset()
+                    resets[index] += 1
+                elif roll < 0.5:
+                    bucket.acquire_sync(n)
+                    admitted[index] += n
+                elif roll < 0.7:
+                    try:
+                        bucket.acquire_sync(n, timeout=0.5)
+                    except RateLimitExceeded:
+                        continue
+                    admitted[index] += n
+                elif bucket.try_acquire(n):
+                    admitted[index] += n
+
+        hammer(work)
+        total = sum(admitted)
+        elapsed = clock.monotonic()
+        assert sum(resets) > 0
+        assert bucket.waiting == 0
+        # Each reset adds at most a bucketful; none takes anything away.
+        assert total + bucket.available <= capacity * (1 + sum(resets)) + rate * elapsed + 1e-6
+        assert total + bucket.available >= capacity + rate * elapsed - 1e-6
+
+    @pytest.mark.parametrize("seed", range(3))
+    def test_leaky_bucket_resets_under_contention(self, seed: int) -> None:
+        """Resets among blocking threads: each reset lets at most one admission come early."""
+        clock = ManualClock()
+        rate = 8.0
+        bucket = LeakyBucket(rate, THREADS, clock=clock, bus=EventBus())
+        admitted = [0] * THREADS
+        resets = [0] * THREADS
+
+        def work(index: int) -> None:
+            rng = random.Random(seed * 100 + index)
+            for _ in range(100):
+                roll = rng.random()
+                if roll < 0.05:
+                    bucket.reset()
+                    resets[index] += 1
+                elif roll < 0.8:
+                    bucket.acquire_sync()
+                    admitted[index] += 1
+                elif bucket.try_acquire():
+                    admitted[index] += 1
+
+        hammer(work)
+        total = sum(admitted)
+        assert sum(resets) > 0
+        assert bucket.waiting == 0
+        assert clock.monotonic() <= (total - 1) / rate + 1e-6
+        assert clock.monotonic() >= (total - 1 - sum(resets)) / rate - 1e-6
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("kind", ["token", "leaky"])
+    async def test_each_reset_serves_exactly_its_share(self, kind: str) -> None:
+        """Tasks and threads waiting on the real clock, one task cancelled: each reset, from
+        the loop or from a worker thread, serves exactly what it refills, in order."""
+        bucket: TokenBucket | LeakyBucket
+        if kind == "token":
+            bucket, share = TokenBucket(0.001, 2, bus=EventBus()), 2
+        else:
+            bucket, share = LeakyBucket(0.001, 10, bus=EventBus()), 1
+        while bucket.try_acquire():
+            pass
+        served: list[str] = []
+        threads: list[threading.Thread] = []
+
+        async def task(name: str) -> None:
+            await bucket.acquire()
+            served.append(name)
+
+        def blocked(name: str) -> None:
+            bucket.acquire_sync()
+            served.append(name)
+
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+                gone = anyio.CancelScope()
+
+                async def cancelled() -> None:
+                    with gone:
+                        await bucket.acquire()
+                    if not gone.cancelled_caught:
+                        served.append("cancelled")  # served after all: the test fails
+
+                for i in range(3):
+                    tg.start_soon(task, f"task-{i}")
+                    await settle()
+                    if i == 1:
+                        tg.start_soon(cancelled)
+                        await settle()
+                    queued = bucket.waiting
+                    thread = threading.Thread(target=blocked, args=(f"thread-{i}",), daemon=True)
+                    thread.start()
+                    threads.append(thread)
+                    await anyio.to_thread.run_sync(
+                        wait_until,
+                        lambda queued=queued: bucket.waiting > queued,  # type: ignore[misc]
+                    )
+                assert bucket.waiting == 7
+                gone.cancel()
+                await settle()
+                assert bucket.waiting == 6
+                for step in range(6 // share):
+                    if step % 2:
+                        await anyio.to_thread.run_sync(bucket.reset)
+                    else:
+                        bucket.reset()
+                    assert bucket.waiting == 6 - (step + 1) * share
+                    while len(served) < (step + 1) * share:
+                        await anyio.sleep(0.001)
+                for thread in threads:
+                    await anyio.to_thread.run_sync(thread.join, TIMEOUT)
+        assert sorted(served) == sorted(
+            f"{who}-{i}" for who in ("task", "thread") for i in range(3)
+        )
+        assert bucket.waiting == 0
