@@ -1,5 +1,5 @@
-"""Backoff as pure functions: the exponential schedule, its cap, every jitter mode, and
-the spread of a retry_after hint.
+"""Backoff as pure functions: the exponential schedule, its cap, every jitter mode, the
+spread of a retry_after hint, and the schedules of ``resilio.backoff``.
 
 Randomness always comes from a seeded ``random.Random(seed).random``, so each
 sequence is exact and each statistical bound is checked on the same samples every run.
@@ -7,17 +7,31 @@ sequence is exact and each statistical bound is checked on the same samples ever
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilio._backoff import HINT_SPREAD, JITTERS, Jitter, delays, exponential, jittered, spread
+from resilio import backoff
+from resilio._backoff import (
+    HINT_SPREAD,
+    JITTERS,
+    Jitter,
+    between,
+    delays,
+    exponential,
+    jittered,
+    seconds,
+    spread,
+)
 
 SAMPLES = 20_000
 
@@ -414,3 +428,216 @@ class TestProperties:
         equal = jittered(attempt, base, **kwargs, jitter="equal", random=const(r))
         assert 0.0 <= full <= d
         assert d / 2 <= equal <= d
+
+
+class TestBuilders:
+    """resilio.backoff: the exponential, linear and constant schedules for Retry(delay=...)."""
+
+    def test_exponential_defaults_are_the_retry_schedule(self) -> None:
+        """exponential() with its defaults gives the delays Retry uses without delay=."""
+        schedule = backoff.exponential()
+        assert [schedule(k) for k in range(1, 30)] == [
+            exponential(k, 0.1, 2.0, math.inf) for k in range(1, 30)
+        ]
+
+    def test_exponential_between_min_and_max(self) -> None:
+        """Each delay is base * multiplier**(k-1), raised to min and capped at max."""
+        schedule = backoff.exponential(base=0.5, multiplier=3, max=20, min=1)
+        assert [schedule(k) for k in range(1, 7)] == [1, 1.5, 4.5, 13.5, 20, 20]
+        assert (schedule.min, schedule.max) == (1.0, 20.0)
+
+    def test_exponential_huge_attempt_is_the_cap_or_finite(self) -> None:
+        """An attempt whose power overflows gives max, or a finite delay without one."""
+        assert backoff.exponential(max=30)(100_000) == 30
+        uncapped = backoff.exponential()(100_000)
+        assert math.isfinite(uncapped)
+        assert uncapped > 1e300
+        assert backoff.exponential(base=0)(100_000) == 0
+
+    def test_linear_steps_from_the_start(self) -> None:
+        """Each delay is start + step * (k-1), between min and max."""
+        assert [backoff.linear(start=1, step=2)(k) for k in range(1, 5)] == [1, 3, 5, 7]
+        capped = backoff.linear(start=0, step=0.5, max=1.2, min=0.25)
+        assert [capped(k) for k in range(1, 6)] == [0.25, 0.5, 1.0, 1.2, 1.2]
+
+    def test_linear_huge_attempt_stays_finite(self) -> None:
+        """A step times a huge attempt never becomes infinite."""
+        assert math.isfinite(backoff.linear(start=1, step=1e300)(10**10))
+
+    def test_constant_is_the_same_every_time(self) -> None:
+        """constant(d) answers d for every attempt; its min is 0 so jitter can spread it."""
+        schedule = backoff.constant(0.25)
+        assert {schedule(k) for k in (1, 2, 10, 10**9)} == {0.25}
+        assert (schedule.min, schedule.max) == (0.0, 0.25)
+
+    def test_timedelta_everywhere(self) -> None:
+        """Every duration of every builder takes a timedelta, as its seconds."""
+        ms = timedelta(milliseconds=1)
+        exp = backoff.exponential(base=100 * ms, max=timedelta(seconds=1), min=200 * ms)
+        assert [exp(k) for k in range(1, 6)] == [0.2, 0.2, 0.4, 0.8, 1.0]
+        lin = backoff.linear(
+            start=timedelta(seconds=1), step=500 * ms, max=2 * timedelta(seconds=1)
+        )
+        assert [lin(k) for k in range(1, 5)] == [1.0, 1.5, 2.0, 2.0]
+        assert backoff.constant(timedelta(minutes=1))(3) == 60.0
+
+    def test_reprs_show_the_call(self) -> None:
+        """A schedule's repr is the builder call that made it."""
+        assert repr(backoff.exponential(base=0.5, max=30, min=1)) == (
+            "exponential(base=0.5, multiplier=2, max=30, min=1)"
+        )
+        assert repr(backoff.linear(start=1, step=2)) == "linear(start=1, step=2, max=None, min=0)"
+        assert repr(backoff.constant(timedelta(seconds=2))) == "constant(2)"
+
+    def test_frozen_and_equal_by_value(self) -> None:
+        """A schedule cannot be changed, and equal arguments build equal, hashable schedules."""
+        schedule = backoff.exponential(base=1)
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            schedule.min = 5  # type: ignore[misc]
+        assert schedule == backoff.exponential(base=1)
+        assert len({schedule, backoff.exponential(base=1), backoff.constant(1)}) == 2
+        assert isinstance(schedule, backoff.Schedule)
+
+    @pytest.mark.parametrize(
+        ("build", "param", "value", "error"),
+        [
+            (lambda v: backoff.exponential(base=v), "base", -1, ValueError),
+            (lambda v: backoff.exponential(base=v), "base", math.nan, ValueError),
+            (lambda v: backoff.exponential(base=v), "base", math.inf, ValueError),
+            (lambda v: backoff.exponential(base=v), "base", "1", TypeError),
+            (lambda v: backoff.exponential(base=v), "base", timedelta(seconds=-1), ValueError),
+            (lambda v: backoff.exponential(multiplier=v), "multiplier", 0.5, ValueError),
+            (lambda v: backoff.exponential(multiplier=v), "multiplier", math.nan, ValueError),
+            (lambda v: backoff.exponential(multiplier=v), "multiplier", True, TypeError),
+            (lambda v: backoff.exponential(max=v), "max", -1, ValueError),
+            (lambda v: backoff.exponential(max=v), "max", math.inf, ValueError),
+            (lambda v: backoff.exponential(min=v), "min", -0.1, ValueError),
+            (lambda v: backoff.exponential(min=v), "min", None, TypeError),
+            (lambda v: backoff.linear(start=v, step=1), "start", -1, ValueError),
+            (lambda v: backoff.linear(start=1, step=v), "step", -1, ValueError),
+            (lambda v: backoff.linear(start=1, step=v), "step", math.nan, ValueError),
+            (lambda v: backoff.linear(start=1, step=1, max=v), "max", "2", TypeError),
+            (backoff.constant, "delay", -1, ValueError),
+            (backoff.constant, "delay", math.inf, ValueError),
+            (backoff.constant, "delay", None, TypeError),
+        ],
+    )
+    def test_bad_values_name_the_parameter_and_value(
+        self, build: Callable[[Any], object], param: str, value: Any, error: type[Exception]
+    ) -> None:
+        """Each bad argument fails at once, naming the parameter and showing the value."""
+        with pytest.raises(error) as info:
+            build(value)
+        shown = value.total_seconds() if isinstance(value, timedelta) else value
+        assert f"'{param}'" in str(info.value)
+        assert repr(shown) in str(info.value)
+
+    @pytest.mark.parametrize(
+        "build",
+        [
+            lambda: backoff.exponential(max=1, min=2),
+            lambda: backoff.linear(start=0, step=1, max=timedelta(seconds=1), min=2),
+        ],
+    )
+    def test_max_below_min_is_refused(self, build: Callable[[], object]) -> None:
+        """max < min is a ValueError naming both."""
+        with pytest.raises(ValueError, match="'max' must be >= 'min'"):
+            build()
+
+    @given(
+        base=st.floats(0, 100),
+        multiplier=st.floats(1, 10),
+        low=st.floats(0, 50),
+        span=st.none() | st.floats(0, 100),
+        attempts=st.lists(st.integers(1, 5000), min_size=2, max_size=10),
+    )
+    def test_exponential_is_bounded_and_never_shrinks(
+        self, base: float, multiplier: float, low: float, span: float | None, attempts: list[int]
+    ) -> None:
+        """Every delay lies within [min, max] and a later try never waits less."""
+        high = None if span is None else low + span
+        schedule = backoff.exponential(base=base, multiplier=multiplier, max=high, min=low)
+        values = [schedule(k) for k in sorted(attempts)]
+        assert all(low <= v and (high is None or v <= high) and math.isfinite(v) for v in values)
+        assert values == sorted(values)
+
+    @given(
+        start=st.floats(0, 100),
+        step=st.floats(0, 1e308),
+        low=st.floats(0, 50),
+        attempts=st.lists(st.integers(1, 10**12), min_size=2, max_size=10),
+    )
+    def test_linear_is_bounded_and_never_shrinks(
+        self, start: float, step: float, low: float, attempts: list[int]
+    ) -> None:
+        """Every delay is finite, at least min, and a later try never waits less."""
+        schedule = backoff.linear(start=start, step=step, min=low)
+        values = [schedule(k) for k in sorted(attempts)]
+        assert all(low <= v and math.isfinite(v) for v in values)
+        assert values == sorted(values)
+
+
+class TestBetween:
+    """Jitter over a custom delay: spread within [floor, delay]."""
+
+    @pytest.mark.parametrize(
+        ("jitter", "r", "expected"),
+        [
+            (None, 0.5, 8.0),
+            ("full", 0.0, 2.0),
+            ("full", 0.5, 5.0),
+            ("equal", 0.0, 5.0),
+            ("equal", 0.999, 7.997),
+        ],
+    )
+    def test_spread_between_floor_and_delay(
+        self, jitter: Jitter, r: float, expected: float
+    ) -> None:
+        """full is uniform on [floor, d]; equal on the upper half of it; None is d."""
+        assert between(2.0, 8.0, jitter, const(r)) == pytest.approx(expected)
+
+    def test_floor_zero_matches_the_schedule_jitter(self) -> None:
+        """With a floor of 0, full and equal jitter give exactly what the schedule gives."""
+        for jitter in ("full", "equal"):
+            ours = [between(0.0, 0.4, jitter, random.Random(3).random) for _ in range(1)]
+            theirs = [
+                jittered(
+                    1,
+                    0.4,
+                    base_delay=0.4,
+                    multiplier=2.0,
+                    max_delay=10.0,
+                    jitter=jitter,
+                    random=random.Random(3).random,
+                )
+            ]
+            assert ours == theirs
+
+    def test_no_room_means_no_random(self) -> None:
+        """A delay at or below the floor is returned as is, without drawing."""
+
+        def never() -> float:
+            raise AssertionError
+
+        assert between(1.0, 1.0, "full", never) == 1.0
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            (0, 0.0),
+            (1.5, 1.5),
+            (timedelta(seconds=2), 2.0),
+            (10**400, sys.float_info.max),
+            (-1, None),
+            (-(10**400), None),
+            (math.nan, None),
+            (math.inf, None),
+            (True, None),
+            ("1", None),
+            (None, None),
+            (timedelta(seconds=-1), None),
+        ],
+    )
+    def test_seconds_reads_a_delay_answer(self, value: object, expected: float | None) -> None:
+        """A delay function's answer: a finite number >= 0 or a timedelta, else None."""
+        assert seconds(value) == expected

@@ -41,6 +41,7 @@ from resilio import (
     RetryExhausted,
     RetryRefused,
     RetryScheduled,
+    backoff,
     compose,
     default_bus,
     retry,
@@ -2010,3 +2011,338 @@ class TestNoBlockingOnAnEventLoop:
         policy = Retry(attempts=3, base_delay=1.0, jitter=None, clock=clock)
         assert await anyio.to_thread.run_sync(policy.call, script) == "ok"
         assert clock.monotonic() == 3.0
+
+
+class TestUnbounded:
+    """attempts=None: no count limit; a timeout, a budget or a non-matching error ends it."""
+
+    def test_retries_until_success(
+        self, make: Callable[..., Retry], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """Fifty failures, then a success: every failure is retried, on the capped schedule."""
+        script = Script(*[Boom] * 50, "ok")
+        policy = make(attempts=None, base_delay=1, max_delay=4)
+        assert policy.call(script) == "ok"
+        assert script.calls == 51
+        assert [e.attempt for e in scheduled(events)] == list(range(1, 51))
+        assert clock.monotonic() == 1 + 2 + 4 * 48
+        assert exhausted(events) == []
+
+    def test_timeout_ends_it(
+        self, make: Callable[..., Retry], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """A dependency that never recovers: the timeout ends it, the last error raised."""
+        script = Script(Boom)
+        policy = make(attempts=None, base_delay=1, max_delay=1, timeout=10)
+        with pytest.raises(Boom) as info:
+            policy.call(script)
+        assert info.value is script.raised[-1]
+        assert script.calls == 11
+        [end] = exhausted(events)
+        assert (end.attempts, end.reason, end.error) == (11, "timeout", script.raised[-1])
+
+    def test_budget_ends_it(
+        self, make: Callable[..., Retry], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """The budget refuses the retries it cannot afford, so an unbounded policy stops."""
+        budget = RetryBudget(ratio=0, min_per_second=0.5, window=10, clock=clock)
+        script = Script(Boom)
+        policy = make(attempts=None, base_delay=0.001, budget=budget)
+        with pytest.raises(Boom):
+            policy.call(script)
+        assert script.calls == 6  # the first try and the five retries 0.5/s over 10 s buys
+        [end] = refused(events)
+        assert end.attempt == 6
+
+    def test_non_matching_error_ends_it(self, make: Callable[..., Retry]) -> None:
+        """An error on= does not match is raised at once, however many tries are left."""
+        script = Script(Boom, Boom, Other)
+        with pytest.raises(Other):
+            make(attempts=None, on=Boom).call(script)
+        assert script.calls == 3
+
+    def test_hint_over_max_delay_ends_it(
+        self, make: Callable[..., Retry], events: list[Event]
+    ) -> None:
+        """A retry_after hint longer than max_delay ends an unbounded retry too."""
+        script = Script(Boom, Hinted(60))
+        with pytest.raises(Hinted):
+            make(attempts=None, max_delay=5).call(script)
+        assert reasons(events) == ["retry_after_over_max_delay"]
+
+    def test_if_result_polls_without_limit(self, make: Callable[..., Retry]) -> None:
+        """if_result polls an unbounded number of times until the result is accepted."""
+        script = Script(*["pending"] * 30, "done")
+        policy = make(attempts=None, if_result=lambda r: r != "done", base_delay=0)
+        assert policy.call(script) == "done"
+        assert script.calls == 31
+
+    def test_inline_loop(self, make: Callable[..., Retry]) -> None:
+        """for attempt in policy: counts on past any default limit; repr says 'Attempt n'."""
+        script = Script(*[Boom] * 9, "ok")
+        seen: list[str] = []
+        for attempt in make(attempts=None, base_delay=0):
+            with attempt:
+                seen.append(repr(attempt))
+                script()
+        assert seen[-1] == "<Attempt 10>"
+        assert len(seen) == 10
+
+    @pytest.mark.anyio
+    async def test_async_decorated_and_inline(self, clock: ManualClock, bus: EventBus) -> None:
+        """An async def and an async inline loop retry without limit, on asyncio and trio."""
+        policy = Retry(attempts=None, base_delay=0.125, max_delay=0.125, jitter=None, clock=clock)
+        script = Script(*[Boom] * 12, "ok")
+        assert await drive(clock, lambda: policy.call_async(script.acall)) == "ok"
+        assert script.calls == 13
+        inline = Script(*[Boom] * 7, "ok")
+
+        async def loop() -> Any:
+            async for attempt in policy:
+                with attempt:
+                    return inline()
+            return None
+
+        assert await drive(clock, loop) == "ok"
+        assert inline.calls == 8
+
+    def test_repr_and_retry_function(self, clock: ManualClock) -> None:
+        """repr says 'unlimited attempts'; retry(attempts=None) builds the same policy."""
+        assert "unlimited attempts" in repr(Retry(attempts=None, clock=clock))
+        assert "unlimited attempts" in repr(retry(attempts=None, clock=clock))
+
+
+def halves(attempt: int) -> float:
+    """A custom schedule: 8, 4, 2, 1, 0.5 ... seconds."""
+    return 16.0 / 2.0**attempt
+
+
+class TestDelayFunction:
+    """delay=fn(attempt): a custom schedule in place of the exponential one."""
+
+    def test_replaces_the_schedule(
+        self, make: Callable[..., Retry], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """The delay after try k is fn(k), capped at max_delay, without jitter exact."""
+        asked: list[int] = []
+
+        def fn(attempt: int) -> float:
+            asked.append(attempt)
+            return halves(attempt)
+
+        policy = make(attempts=5, delay=fn, max_delay=5)
+        with pytest.raises(Boom):
+            policy.call(Script(Boom))
+        assert asked == [1, 2, 3, 4]
+        assert [e.delay for e in scheduled(events)] == [5, 4, 2, 1]
+        assert clock.monotonic() == 12
+
+    def test_timedelta_answers(self, make: Callable[..., Retry], events: list[Event]) -> None:
+        """A delay function may answer a timedelta, and an int."""
+        policy = make(attempts=3, delay=lambda k: timedelta(milliseconds=250) * k)
+        with pytest.raises(Boom):
+            policy.call(Script(Boom))
+        assert [e.delay for e in scheduled(events)] == [0.25, 0.5]
+        make(attempts=2, delay=lambda k: 3).call(Script(Boom, "ok"))
+        assert scheduled(events)[-1].delay == 3.0
+
+    @pytest.mark.parametrize(
+        "schedule",
+        [
+            backoff.exponential(base=0.5, multiplier=3, max=4),
+            backoff.linear(start=1, step=0.5, max=2.5),
+            backoff.constant(0.75),
+        ],
+    )
+    def test_builders_without_jitter(
+        self, make: Callable[..., Retry], events: list[Event], schedule: backoff.Schedule
+    ) -> None:
+        """With jitter=None each builder's delays are slept exactly."""
+        with pytest.raises(Boom):
+            make(attempts=8, delay=schedule).call(Script(Boom))
+        assert [e.delay for e in scheduled(events)] == [schedule(k) for k in range(1, 8)]
+
+    def test_full_jitter_stays_between_min_and_the_delay(
+        self, make: Callable[..., Retry], events: list[Event]
+    ) -> None:
+        """Full jitter over a schedule with a min never waits less than the min."""
+        schedule = backoff.exponential(base=1, max=8, min=2)
+        policy = make(attempts=400, delay=schedule, jitter="full", random=random.Random(5).random)
+        with pytest.raises(Boom):
+            policy.call(Script(Boom))
+        spread = [(e.attempt, e.delay) for e in scheduled(events)]
+        assert all(2 <= d <= schedule(k) for k, d in spread)
+        assert min(d for _, d in spread) < 2.1  # it does spread down to the min
+        assert max(d for _, d in spread) > 7.9
+
+    @pytest.mark.parametrize(
+        ("jitter", "r", "expected"),
+        [("full", 0.0, 0.0), ("full", 0.5, 2.0), ("equal", 0.0, 2.0), (None, 0.3, 4.0)],
+    )
+    def test_jitter_over_a_plain_function(
+        self,
+        make: Callable[..., Retry],
+        events: list[Event],
+        jitter: Jitter,
+        r: float,
+        expected: float,
+    ) -> None:
+        """Over a plain function full jitter is uniform on [0, fn(k)], equal on [fn(k)/2, fn(k)]."""
+        policy = make(attempts=2, delay=lambda k: 4.0, jitter=jitter, random=lambda: r)
+        with pytest.raises(Boom):
+            policy.call(Script(Boom))
+        assert scheduled(events)[0].delay == expected
+
+    def test_hint_still_wins(self, make: Callable[..., Retry], events: list[Event]) -> None:
+        """A retry_after hint longer than fn(k) is waited out, as with the built-in schedule."""
+        script = Script(Hinted(3), "ok")
+        policy = make(attempts=2, delay=backoff.constant(1), random=lambda: 0.0)
+        assert policy.call(script) == "ok"
+        assert scheduled(events)[0].delay == 3.0
+
+    def test_timeout_applies_to_its_delays(
+        self, make: Callable[..., Retry], events: list[Event]
+    ) -> None:
+        """A delay from the function that would end past timeout ends the retrying."""
+        with pytest.raises(Boom):
+            make(attempts=None, delay=backoff.linear(start=1, step=1), timeout=7).call(Script(Boom))
+        assert [e.delay for e in scheduled(events)] == [1, 2, 3]
+        assert reasons(events) == ["timeout"]
+
+    @pytest.mark.parametrize(
+        "answer", [-1, -0.5, math.nan, math.inf, -math.inf, "1", None, True, [1]]
+    )
+    def test_a_bad_answer_is_a_misuse_error(
+        self, make: Callable[..., Retry], events: list[Event], answer: Any
+    ) -> None:
+        """An answer that is no delay raises MisuseError naming the function, the answer and
+        the try, chained to the try's error; nothing is slept, nothing announced."""
+
+        def weird(attempt: int) -> Any:
+            return answer
+
+        script = Script(Boom)
+        with pytest.raises(MisuseError) as info:
+            make(delay=weird).call(script)
+        message = str(info.value)
+        assert repr(answer) in message
+        assert "weird" in message
+        assert "after try 1" in message
+        assert info.value.__cause__ is script.raised[0]
+        assert script.calls == 1
+        assert scheduled(events) == []
+
+    def test_a_bad_answer_is_not_retried_by_an_outer_retry(
+        self, make: Callable[..., Retry]
+    ) -> None:
+        """The MisuseError is wiring, not a failure: an outer retry lets it through at once."""
+        script = Script(Boom)
+        inner = make(delay=lambda k: -1)
+        outer = make(attempts=5)
+        with pytest.raises(MisuseError):
+            outer.call(inner.call, script)
+        assert script.calls == 1
+
+    def test_a_raising_function_propagates(self, make: Callable[..., Retry]) -> None:
+        """An exception from the delay function itself propagates as it is."""
+
+        def broken(attempt: int) -> float:
+            raise ZeroDivisionError
+
+        with pytest.raises(ZeroDivisionError):
+            make(delay=broken).call(Script(Boom))
+
+    def test_a_huge_int_is_capped_at_max_delay(
+        self, make: Callable[..., Retry], events: list[Event]
+    ) -> None:
+        """An int too large for a float is longer than any cap: it becomes max_delay."""
+        with pytest.raises(Boom):
+            make(attempts=2, delay=lambda k: 10**400, max_delay=3).call(Script(Boom))
+        assert scheduled(events)[0].delay == 3.0
+
+    @pytest.mark.anyio
+    async def test_async_forms(self, clock: ManualClock, bus: EventBus) -> None:
+        """call_async, a decorated async def and async for use the function, on both backends."""
+        seen: list[RetryScheduled] = []
+        bus.subscribe(RetryScheduled, seen.append)
+        policy = Retry(
+            delay=backoff.linear(start=0.25, step=0.25), jitter=None, clock=clock, bus=bus
+        )
+        assert await drive(clock, lambda: policy.call_async(Script(Boom, Boom, "ok").acall)) == "ok"
+        decorated = policy(Script(Boom, "ok").acall)
+        assert await drive(clock, decorated) == "ok"
+        assert [e.delay for e in seen] == [0.25, 0.5, 0.25]
+
+    def test_repr_shows_the_schedule(self, clock: ManualClock) -> None:
+        """repr names the delay function and the cap."""
+        policy = Retry(delay=backoff.constant(2), attempts=3, clock=clock)
+        assert repr(policy) == (
+            "<Retry 'retry': 3 attempts, delay=constant(2) up to 10s, jitter='full'>"
+        )
+
+    @pytest.mark.parametrize(
+        ("options", "named"),
+        [
+            ({"base_delay": 0.5}, "'base_delay'"),
+            ({"base_delay": timedelta(seconds=1)}, "'base_delay'"),
+            ({"multiplier": 3}, "'multiplier'"),
+            ({"jitter": "decorrelated"}, "'jitter'"),
+            ({"max_delay": 1, "delay": backoff.exponential(min=2)}, "'max_delay'"),
+            ({"delay": 3}, "'delay'"),
+            ({"delay": "exponential"}, "'delay'"),
+        ],
+    )
+    def test_conflicts_are_refused(
+        self, clock: ManualClock, options: dict[str, Any], named: str
+    ) -> None:
+        """delay with the options it replaces, decorrelated jitter, a max_delay below the
+        schedule's min, or a non-callable: a clear error at construction."""
+        options = {"delay": backoff.constant(1), **options}
+        for build in (Retry, retry):
+            with pytest.raises((ValueError, TypeError)) as info:
+                build(clock=clock, **options)
+            assert named in str(info.value)
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            {"base_delay": 0.1},
+            {"base_delay": timedelta(milliseconds=100)},
+            {"multiplier": 2},
+            {"max_delay": 0.01},
+            {"max_delay": 2, "delay": backoff.exponential(min=2)},
+            {"jitter": None},
+            {"jitter": "equal"},
+        ],
+    )
+    def test_defaults_and_small_max_delay_are_accepted(
+        self, clock: ManualClock, options: dict[str, Any]
+    ) -> None:
+        """The default base_delay and multiplier may be spelt out; max_delay may sit below
+        the unused base_delay."""
+        Retry(clock=clock, **{"delay": backoff.constant(1), **options})
+
+
+class TestTimedeltaEverywhere:
+    """Every duration Retry, retry and RetryBudget take accepts a timedelta."""
+
+    def test_retry_function_and_budget(
+        self, clock: ManualClock, bus: EventBus, events: list[Event]
+    ) -> None:
+        """retry(...) and RetryBudget(window=...) read timedeltas as their seconds."""
+        budget = RetryBudget(ratio=0, min_per_second=0.2, window=timedelta(seconds=10), clock=clock)
+        assert budget.available == 2.0
+        decorated = retry(
+            attempts=None,
+            base_delay=timedelta(seconds=1),
+            max_delay=timedelta(seconds=1),
+            timeout=timedelta(seconds=30),
+            jitter=None,
+            budget=budget,
+            clock=clock,
+            bus=bus,
+        )(Script(Boom))
+        with pytest.raises(Boom):
+            decorated()
+        assert [e.delay for e in scheduled(events)] == [1.0, 1.0]
+        assert len(refused(events)) == 1
