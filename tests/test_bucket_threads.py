@@ -441,7 +441,7 @@ class TestReset:
                     threads.append(thread)
                     await anyio.to_thread.run_sync(
                         wait_until,
-                        lambda queued=queued: bucket.waiting > queued,  # type: ignore[misc]
+                        lambda queued=queued: bucket.waiting > queued,
                     )
                 assert bucket.waiting == 7
                 gone.cancel()

@@ -1073,7 +1073,7 @@ class TestPer:
     def test_options_are_keyword_only(self) -> None:
         """Only count and period are positional."""
         with pytest.raises(TypeError):
-            LeakyBucket.per(10, 60, 5)  # type: ignore[misc]
+            LeakyBucket.per(10, 60, 5)  # type: ignore[call-arg]
 
     @pytest.mark.parametrize(("count", "error"), BAD_NUMBERS)
     def test_bad_count(self, count: Any, error: type[Exception]) -> None:

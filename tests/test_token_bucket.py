@@ -1380,7 +1380,7 @@ class TestConfiguration:
     def test_options_are_keyword_only(self, clock: ManualClock) -> None:
         """Only rate and capacity are positional."""
         with pytest.raises(TypeError):
-            TokenBucket(1, 1, True)  # type: ignore[misc]
+            TokenBucket(1, 1, True)  # type: ignore[call-arg]
 
     def test_fractional_capacity_is_accepted(self, clock: ManualClock) -> None:
         """Any capacity >= 1 works, fractional ones too."""
@@ -1684,7 +1684,7 @@ class TestPer:
     def test_options_are_keyword_only(self, clock: ManualClock) -> None:
         """Only count and period are positional."""
         with pytest.raises(TypeError):
-            TokenBucket.per(10, 60, 5)  # type: ignore[misc]
+            TokenBucket.per(10, 60, 5)  # type: ignore[call-arg]
 
     @pytest.mark.parametrize(("count", "error"), BAD_NUMBERS)
     def test_bad_count(self, count: Any, error: type[Exception]) -> None:
