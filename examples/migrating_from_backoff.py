@@ -164,6 +164,7 @@ quiet_after = compose(
 )
 polled_after = Retry(
     if_result=lambda result: not result,  # on_predicate's default: retry a falsy result
+    on=(),  # and, as on_predicate, no exception
     attempts=3,
     delay=constant(1.0),  # constant(interval=1)
     jitter=None,

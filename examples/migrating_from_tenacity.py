@@ -7,6 +7,9 @@ starts, and re-raise the last error unchanged when tries run out. Last, a server
 answers ``503`` with a ``Retry-After`` header: tenacity waits what the header says
 through ``wait_exception``, resilio reads the header with ``parse_retry_after`` and
 waits it out (plus up to 10 %), or fails at once when it is longer than ``max_delay``.
+Then a growing linear schedule with no limit on the number of tries, a default value
+when tries run out (tenacity's ``retry_error_callback``, resilio's ``Fallback``), and
+tests that must not retry (``enabled=False``, ``resilio.testing.instant``).
 
 tenacity is given a ``sleep=`` that only records the delay, and resilio a
 ``ManualClock``, so neither really waits and every run prints the same. tenacity is
@@ -20,7 +23,17 @@ from collections.abc import Callable
 
 import tenacity
 
-from resilio import EventBus, ManualClock, Retry, RetryScheduled, parse_retry_after
+from resilio import (
+    EventBus,
+    Fallback,
+    ManualClock,
+    Retry,
+    RetryScheduled,
+    compose,
+    parse_retry_after,
+)
+from resilio.backoff import linear
+from resilio.testing import instant
 
 
 def flaky(failures: int) -> Callable[[], str]:
@@ -107,6 +120,21 @@ before_on_503 = tenacity.Retrying(
     sleep=slept.append,
 )
 
+before_linear = tenacity.Retrying(
+    stop=tenacity.stop_never,  # tenacity's default
+    wait=tenacity.wait_incrementing(start=1, increment=2),  # 1, 3, 5, ...
+    reraise=True,
+    before_sleep=log_sleep,
+    sleep=slept.append,
+)
+
+before_with_default = tenacity.Retrying(
+    stop=tenacity.stop_after_attempt(3),
+    wait=tenacity.wait_none(),
+    retry_error_callback=lambda state: "default",  # when tries run out
+    sleep=slept.append,
+)
+
 # -- after: resilio ---------------------------------------------------------------
 
 clock = ManualClock()  # a blocking sleep on a ManualClock moves it on at once
@@ -144,6 +172,21 @@ after_on_503 = Retry(
     bus=bus,
 )
 
+after_linear = Retry(
+    attempts=None,  # stop_never
+    timeout=60.0,  # but resilio asks for an end: stop_before_delay(60)
+    delay=linear(start=1, step=2),  # wait_incrementing(start=1, increment=2)
+    jitter=None,
+    clock=clock,
+    bus=bus,
+)
+
+# retry_error_callback: a Fallback outside the retry, given the last error
+after_with_default = compose(
+    Fallback(lambda error: "default", on=ConnectionError),
+    Retry(attempts=3, base_delay=0.0, jitter=None, clock=clock),
+)
+
 
 def report(name: str, call: Callable[[], str]) -> None:
     try:
@@ -170,6 +213,19 @@ def main() -> None:
     report("resilio ", lambda: after_on_503.call(unavailable_once("2")))
     report("tenacity", lambda: before_on_503(unavailable_once("120")))
     report("resilio ", lambda: after_on_503.call(unavailable_once("120")))
+
+    print("5. A linear schedule, and no limit on tries (three failures, then success):")
+    report("tenacity", lambda: before_linear(flaky(3)))
+    report("resilio ", lambda: after_linear.call(flaky(3)))
+
+    print("6. A default value when tries run out:")
+    report("tenacity", lambda: before_with_default(flaky(5)))
+    report("resilio ", lambda: after_with_default.call(flaky(5)))
+
+    print("7. In tests: one try and no sleep (tenacity's enabled=False; resilio's instant):")
+    report("tenacity", lambda: before.copy(enabled=False)(flaky(1)))
+    with instant(attempts=1):  # every Retry in the process, for this block
+        report("resilio ", lambda: after.call(flaky(1)))
 
     print(f"tenacity slept {sum(slept):g}s in total; resilio's clock moved {clock.monotonic():g}s")
 
