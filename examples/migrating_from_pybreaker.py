@@ -33,6 +33,7 @@ def ok() -> str:
 
 
 # -- before: pybreaker ------------------------------------------------------------
+# --8<-- [start:before]
 
 
 class PrintStateChanges(pybreaker.CircuitBreakerListener):
@@ -55,7 +56,10 @@ before = pybreaker.CircuitBreaker(
     throw_new_error_on_trip=False,  # the tripping call raises its own error, as in resilio
 )
 
+# --8<-- [end:before]
+
 # -- after: resilio ---------------------------------------------------------------
+# --8<-- [start:after]
 
 clock = ManualClock()
 bus = EventBus()
@@ -72,6 +76,7 @@ after = CircuitBreaker(
     clock=clock,
     bus=bus,
 )  # listeners=[...] are subscriptions to `bus`
+# --8<-- [end:after]
 
 
 def attempt(name: str, call: Callable[[], str]) -> None:

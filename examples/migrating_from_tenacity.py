@@ -86,6 +86,7 @@ def not_ready(nones: int) -> Callable[[], str | None]:
 
 # -- before: tenacity -------------------------------------------------------------
 
+# --8<-- [start:before]
 slept: list[float] = []
 
 
@@ -135,7 +136,10 @@ before_with_default = tenacity.Retrying(
     sleep=slept.append,
 )
 
+# --8<-- [end:before]
+
 # -- after: resilio ---------------------------------------------------------------
+# --8<-- [start:after]
 
 clock = ManualClock()  # a blocking sleep on a ManualClock moves it on at once
 bus = EventBus()
@@ -186,6 +190,8 @@ after_with_default = compose(
     Fallback(lambda error: "default", on=ConnectionError),
     Retry(attempts=3, base_delay=0.0, jitter=None, clock=clock),
 )
+
+# --8<-- [end:after]
 
 
 def report(name: str, call: Callable[[], str]) -> None:
