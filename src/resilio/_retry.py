@@ -621,7 +621,7 @@ class Retry:
         wanted = seconds(answer)
         if wanted is None:
             msg = (
-                f"{self._name!r}: the delay function {fn!r} answered {answer!r} after try "
+                f"{self._name!r}: the delay function {_describe(fn)} answered {answer!r} after try "
                 f"{attempt}; a delay is a finite number of seconds >= 0 or a timedelta"
             )
             raise MisuseError(msg) from error
@@ -824,7 +824,7 @@ class Retry:
         schedule = (
             f"{self._base_delay:g}s x{self._multiplier:g}"
             if self._delay is None
-            else f"delay={self._delay!r}"
+            else f"delay={_describe(self._delay)}"
         )
         return (
             f"<Retry {self._name!r}: {attempts} attempts, {schedule} "
@@ -832,6 +832,11 @@ class Retry:
             + (f", timeout {self._timeout:g}s" if self._timeout is not None else "")
             + ">"
         )
+
+
+def _describe(fn: object) -> str:
+    """A function by its qualified name, anything else (a schedule) by its repr."""
+    return cast("str", fn.__qualname__) if inspect.isfunction(fn) else repr(fn)
 
 
 def check_callable(fn: object, *, owner: str, want_async: bool | None = None) -> None:
