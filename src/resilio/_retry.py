@@ -414,7 +414,10 @@ class Retry:
     """A retry policy: try again, after a growing, jittered delay, when a call fails.
 
     The delay before try ``k + 1`` is ``min(max_delay, base_delay * multiplier ** (k - 1))``,
-    jittered (see ``jitter``). When tries run out, or the next sleep would end past
+    or ``min(max_delay, delay(k))`` for a ``delay`` function such as
+    [`resilio.backoff.exponential`][resilio.backoff.exponential], jittered (see
+    ``jitter``). Under [`resilio.testing.instant`][resilio.testing.instant] the
+    sleeps are skipped. When tries run out, or the next sleep would end past
     ``timeout``, the last exception is re-raised exactly as it was: never wrapped.
     Cancellation, ``KeyboardInterrupt`` and other ``BaseException`` subclasses that
     are not ``Exception`` are never retried, and neither is a
