@@ -261,10 +261,11 @@ class Fallback(Generic[R]):
     def _check_sync(self, fn: object) -> None:
         """Refuse an async handler for a sync call, which could not await it."""
         if self._is_async:
+            handler = getattr(self._handler, "__qualname__", None) or repr(self._handler)
             msg = (
-                f"Fallback {self._name!r} has an async handler ({self._handler!r}), which "
-                f"a sync call cannot await: {fn!r} is not async; give a sync handler, "
-                "or guard an async def"
+                f"Fallback {self._name!r} has an async handler, {handler}, which a sync "
+                "call cannot await; give it a sync handler, or guard an async def: "
+                f"{fn!r} is not async"
             )
             raise MisuseError(msg)
 
