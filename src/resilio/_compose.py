@@ -4,7 +4,8 @@
 decorators, outermost first: ``compose(retry, breaker, bucket, Timeout(2))(fn)``
 is ``retry(breaker(bucket(Timeout(2)(fn))))``, so each try of the retry passes the
 breaker, then the limiter, under a two-second timeout. It costs what the stacked
-decorators cost: nothing is added between them.
+decorators cost: nothing is added between them. A ``Fallback`` goes outermost:
+``compose(Fallback(cached), retry, breaker)`` answers only the error that ends the call.
 """
 
 from __future__ import annotations
@@ -230,7 +231,9 @@ def compose(*policies: Policy) -> Composed:
 
     ``compose(retry_policy, breaker, bucket, Timeout(2.0))``: each try of the retry
     passes the breaker, then the limiter, under a two-second timeout. Put the retry
-    outside the breaker, so that an open breaker's ``retry_after`` paces it.
+    outside the breaker, so that an open breaker's ``retry_after`` paces it, and a
+    [`Fallback`][resilio.Fallback] outside both, so that it answers only the error
+    that ends the call.
 
     Raises:
         TypeError: no policies, or something that is not a resilio primitive.

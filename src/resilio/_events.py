@@ -147,10 +147,12 @@ class RetryRefused(Event):
 
 @attrs.frozen(kw_only=True)
 class FallbackUsed(Event):
-    """A [`Fallback`][resilio.Fallback] returned its handler's value instead of an error.
+    """A [`Fallback`][resilio.Fallback] caught an error it replaces, and calls its handler.
+
+    Published before the handler runs, so a handler that fails is seen too.
 
     Attributes:
-        error: The exception the handler replaced.
+        error: The exception the handler replaces.
     """
 
     error: BaseException
