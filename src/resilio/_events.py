@@ -155,7 +155,7 @@ class FallbackUsed(Event):
         error: The exception the handler replaces.
     """
 
-    error: BaseException
+    error: Exception
 
 
 @attrs.frozen(kw_only=True)
