@@ -31,7 +31,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterator
 from datetime import timedelta
 from threading import get_ident
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec
+
+from typing_extensions import TypeVar
 
 from . import _validate
 from ._clock import SYSTEM_CLOCK, Clock, check_clock
@@ -42,8 +44,13 @@ from ._retry import Retry, check_callable
 
 P = ParamSpec("P")
 T = TypeVar("T")
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V", bound="Guard | Retry | Timeout | Composed | Fallback[Any]")
+# A factory written as a lambda has no annotated key type: K then defaults to Any.
+K = TypeVar("K", bound=Hashable, default=Any)
+V = TypeVar(
+    "V",
+    bound="Guard | Retry | Timeout | Composed | Fallback[Any]",
+    default="Guard | Retry | Timeout | Composed | Fallback[Any]",
+)
 
 # What a factory may return: anything compose() takes.
 _PRIMITIVES = (Guard, Retry, Timeout, Composed, Fallback)
@@ -314,7 +321,9 @@ class Keyed(Generic[K, V]):
 
         Its next use makes a fresh primitive. Whoever holds the old one may keep using it.
         """
+        dropped: list[_Entry[V]] = []
         with self._lock:
+            self._trim(dropped)
             entry = self._entries.pop(key, None)
         return None if entry is None else entry.primitive
 
