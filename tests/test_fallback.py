@@ -796,6 +796,43 @@ class TestThreads:
             n for n in range(threads_n * rounds) if n % 2
         )
 
+    def test_threads_through_fallback_retry_breaker(
+        self, clock: ManualClock, bus: EventBus
+    ) -> None:
+        """Eight threads through compose(Fallback, Retry, breaker): each failing call is tried
+        twice and answered, each success returned, and the breaker counts every try."""
+        threads_n, rounds = 8, 100
+        breaker = CircuitBreaker(failure_threshold=10**6, failure_rate_threshold=1.0, bus=bus)
+        retry = Retry(attempts=2, base_delay=0, jitter=None, clock=clock, bus=bus)
+        tries: list[int] = []
+        barrier = threading.Barrier(threads_n, timeout=10)
+
+        @compose(Fallback(lambda exc: -1, bus=bus), retry, breaker)
+        def work(n: int) -> int:
+            tries.append(n)  # list.append is atomic under the GIL
+            if n % 3 == 0:
+                raise Boom(n)
+            return n
+
+        results: dict[int, list[int]] = {}
+
+        def run(thread: int) -> None:
+            barrier.wait()
+            results[thread] = [work(thread * rounds + i) for i in range(1, rounds + 1)]
+
+        pool = [threading.Thread(target=run, args=(t,)) for t in range(threads_n)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        for thread, got in results.items():
+            numbers = range(thread * rounds + 1, thread * rounds + rounds + 1)
+            assert got == [-1 if n % 3 == 0 else n for n in numbers]
+        assert len(results) == threads_n
+        failing = sum(1 for n in range(1, threads_n * rounds + 1) if n % 3 == 0)
+        assert len(tries) == threads_n * rounds + failing
+        assert breaker.state is CircuitState.CLOSED
+
     @pytest.mark.anyio
     async def test_worker_threads_from_async(self, bus: EventBus) -> None:
         """Sync calls in worker threads of an event loop, under one fallback and breaker."""
