@@ -2346,3 +2346,39 @@ class TestTimedeltaEverywhere:
             decorated()
         assert [e.delay for e in scheduled(events)] == [1.0, 1.0]
         assert len(refused(events)) == 1
+
+
+class TestSchedulesFromThreads:
+    def test_each_call_asks_for_its_own_attempts(self) -> None:
+        """Eight threads through one unbounded policy with a delay function: each call
+        asks the function for its own tries 1, 2, 3, ... and sleeps those delays."""
+        clock = ManualClock()
+        asked: defaultdict[int, list[int]] = defaultdict(list)
+        local = threading.local()
+
+        def delay(attempt: int) -> float:
+            asked[local.ident].append(attempt)
+            return 0.001 * attempt
+
+        policy = Retry(attempts=None, delay=delay, jitter=None, clock=clock)
+        errors: list[BaseException] = []
+
+        def worker(ident: int) -> None:
+            local.ident = ident
+            failures = 5 + ident
+            for _ in range(20):
+                script = Script(*[Boom] * failures, "ok")
+                try:
+                    assert policy.call(script) == "ok"
+                    assert script.calls == failures + 1
+                except BaseException as exc:  # reported below, not lost in the thread
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        for ident in range(8):
+            assert asked[ident] == list(range(1, 6 + ident)) * 20
