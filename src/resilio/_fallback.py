@@ -182,9 +182,9 @@ class Fallback(Generic[R]):
         self._check_sync(fn)
         return self._wrap_sync(fn)
 
-    # The wrappers catch and match inline, so the success path is one try block and
-    # an unmatched error is re-raised from the frame that caught it, with no frame of
-    # the fallback's added to its traceback.
+    # The wrappers catch and match inline: the success path is one try block, and an
+    # error that is not replaced goes on with a bare ``raise`` from the wrapper that
+    # caught it, with no helper's frame added to its traceback.
 
     def _wrap_sync(self, fn: Callable[P, T]) -> Callable[P, T | R]:
         on = self._on
