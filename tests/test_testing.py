@@ -14,6 +14,8 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import resilio
 from resilio import (
@@ -429,3 +431,28 @@ def test_public_surface() -> None:
     assert testing.__all__ == sorted(testing.__all__)
     for name in testing.__all__:
         assert getattr(testing, name).__doc__
+
+
+class TestNestingModel:
+    @given(st.lists(st.none() | st.integers(1, 5), max_size=12))
+    def test_nesting_follows_a_stack(self, caps: list[int | None]) -> None:
+        """Blocks nested in any order and any caps: inside each, the innermost cap holds and
+        a failing retry makes exactly min(cap, its own attempts) tries; after all, off."""
+        clock = ManualClock()
+
+        def nest(level: int) -> None:
+            if level == len(caps):
+                return
+            with instant(attempts=caps[level]):
+                expected = caps[level] if caps[level] is not None else 4
+                failing = Failing()
+                with pytest.raises(Boom):
+                    policy(clock, attempts=4).call(failing)
+                assert failing.calls == min(expected, 4)
+                nest(level + 1)
+                assert SWITCH.attempts == caps[level]
+            assert is_instant() == (level > 0)
+
+        nest(0)
+        assert not is_instant()
+        assert clock.monotonic() == 0.0
