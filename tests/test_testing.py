@@ -444,7 +444,8 @@ class TestNestingModel:
             if level == len(caps):
                 return
             with instant(attempts=caps[level]):
-                expected = caps[level] if caps[level] is not None else 4
+                cap = caps[level]
+                expected = 4 if cap is None else cap
                 failing = Failing()
                 with pytest.raises(Boom):
                     policy(clock, attempts=4).call(failing)
