@@ -1097,7 +1097,7 @@ class TestPer:
             LeakyBucket.per(0.5, 1)
         assert LeakyBucket.per(0.5, 1, capacity=1, clock=clock).rate == 0.5
 
-    def test_a_rate_that_underflows_is_refused(self) -> None:
+    def test_a_rate_that_overflows_is_refused(self) -> None:
         """A ratio of valid numbers that is no usable rate names both parameters."""
         with pytest.raises(ValueError, match="'count' / 'period'"):
             LeakyBucket.per(1, 1e-320)
