@@ -43,7 +43,6 @@ def attempt(call: Callable[[], str]) -> None:
 
 def breaker_per_host() -> None:
     print("1. A breaker per host: one host's failures open its breaker only.")
-    # --8<-- [start:breakers]
     breakers = Keyed(
         lambda host: CircuitBreaker(name=f"db:{host}", failure_threshold=2, clock=clock, bus=bus)
     )
@@ -54,21 +53,17 @@ def breaker_per_host() -> None:
             raise ConnectionError(f"{host} is down")
         return f"{query} on {host}: ok"
 
-    # --8<-- [end:breakers]
     for host in ["primary", "replica-2", "replica-2", "replica-2", "primary"]:
         attempt(functools.partial(run_query, host, "SELECT 1"))
-    # --8<-- [start:monitor]
     # Iterating yields (key, primitive): a monitor of every breaker.
     for host, breaker in breakers:
         print(f"   {host}: {breaker.state.value}")
     open_hosts = [host for host, b in breakers if b.state is CircuitState.OPEN]
-    # --8<-- [end:monitor]
     print(f"   open: {open_hosts}")
 
 
 def limit_per_client() -> None:
     print("2. A rate limit per client: one client's burst leaves the others theirs.")
-    # --8<-- [start:limits]
     # 1 request a second per client, in bursts of up to 3; refuse beyond that.
     limits = Keyed(
         lambda client: TokenBucket(rate=1, capacity=3, reject=True, clock=clock, bus=bus),
@@ -81,7 +76,6 @@ def limit_per_client() -> None:
     def handle(client: str, *, path: str) -> str:
         return f"200 {path} for {client}"
 
-    # --8<-- [end:limits]
     for client in ["alice"] * 4 + ["bob"]:
         attempt(functools.partial(handle, client, path="/search"))
     clock.advance(1)
