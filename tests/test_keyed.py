@@ -11,6 +11,7 @@ import functools
 import gc
 import inspect
 import random
+import sys
 import threading
 import time
 import tracemalloc
@@ -855,6 +856,64 @@ class TestThreads:
         assert len(calls) == 2
         assert len(got) == THREADS - 1
         assert all(primitive is got[0] for primitive in got)
+
+    def test_factory_runs_outside_the_lock(self) -> None:
+        """A factory still running holds up only its own key: another thread makes and uses
+        other keys meanwhile (this would hang if the factory ran under the lock)."""
+        other_made = threading.Event()
+        keyed: Keyed[str, Timeout]
+
+        def make(key: str) -> Timeout:
+            if key == "slow":
+                assert other_made.wait(timeout=10), "the other key could not be made"
+            return Timeout(1)
+
+        keyed = Keyed(make)
+
+        def other() -> None:
+            keyed["fast"]
+            assert len(keyed) == 1  # "slow" is not there while its factory runs
+            other_made.set()
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        keyed["slow"]
+        thread.join()
+        assert other_made.is_set()
+        assert sorted(keyed.keys()) == ["fast", "slow"]
+
+    def test_iterating_while_others_use_it(self) -> None:
+        """Iterating, keys(), len() and get() from one thread while 7 others use, make and
+        evict keys: never an error, and every snapshot is consistent."""
+        keyed = Keyed(Counting(), max_keys=500)
+        stop = threading.Event()
+        snapshots: list[int] = []
+
+        def work(n: int) -> None:
+            if n == 0:
+                try:
+                    for _ in range(300):
+                        pairs = list(keyed)
+                        assert len({key for key, _ in pairs}) == len(pairs) <= 500
+                        snapshots.append(len(pairs))
+                        keyed.keys()
+                        len(keyed)
+                        keyed.get(3)
+                finally:
+                    stop.set()
+                return
+            rng = random.Random(n)
+            span = 300 if n % 2 else 700  # keys in use, moved without the lock; or churn
+            while not stop.is_set():
+                keyed[rng.randrange(span)]
+
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads often, inside the snapshots too
+        try:
+            self._run(work)
+        finally:
+            sys.setswitchinterval(interval)
+        assert len(snapshots) == 300
 
     def test_eviction_under_threads(self) -> None:
         """8 threads over 20,000 keys through a registry of 100: never more than 100 keys,
