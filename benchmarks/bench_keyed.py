@@ -14,16 +14,18 @@ Target:
 For context (no target): ``keyed.guard`` over a TokenBucket per client against limits'
 ``hit(limit, key)`` on its memory storage and pyrate-limiter's ``try_acquire(name)``
 with a bucket per name, every limit so high that nothing is refused; and the same
-bucket as a plain decorator, one bucket for everyone, for what the registry adds.
+bucket as a plain decorator, one bucket for everyone, for what the registry adds; in
+async code, against a dict of aiolimiter limiters, one per client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections import OrderedDict
 from typing import Any
 
-from _harness import Case, Result, Target, check, report, run_sync
+from _harness import Case, Result, Target, check, report, run_async, run_sync
 
 import resilio
 
@@ -32,6 +34,10 @@ KEYS = [f"client-{n}" for n in range(1_000)]
 
 
 def f(client: str) -> str:
+    return client
+
+
+async def af(client: str) -> str:
     return client
 
 
@@ -120,6 +126,45 @@ def per_client(quick: bool) -> Result:
         pyrate.close()
 
 
+def per_client_async(quick: bool) -> Result:
+    import aiolimiter
+
+    keyed = resilio.Keyed(lambda client: resilio.TokenBucket(HUGE, HUGE))
+    guarded = keyed.guard(lambda client: client)(af)
+    one_bucket = resilio.TokenBucket(HUGE, HUGE)(af)
+    # aiolimiter has no keys: a dict of limiters, one per client, is the usual way.
+    limiters = {key: aiolimiter.AsyncLimiter(10**12, 1) for key in KEYS}
+    keys = itertools.cycle(KEYS).__next__
+
+    async def warm_up() -> None:  # every key exists before timing: a key in use
+        for key in KEYS:
+            await guarded(key)
+
+    asyncio.run(warm_up())
+
+    async def baseline() -> str:
+        return await af(keys())
+
+    async def resilio_guard() -> str:
+        return await guarded(keys())
+
+    async def resilio_one() -> str:
+        return await one_bucket(keys())
+
+    async def aiolimiter_dict() -> str:
+        key = keys()
+        async with limiters[key]:
+            return await af(key)
+
+    cases = [
+        Case("baseline: await af(client)", baseline, "baseline"),
+        Case("resilio keyed.guard, a TokenBucket per client", resilio_guard, "resilio"),
+        Case("one TokenBucket decorator for everyone (no registry)", resilio_one),
+        Case("aiolimiter, a dict of AsyncLimiter per client", aiolimiter_dict),
+    ]
+    return run_async("Async: a call limited per client, among 1,000", cases, **_opts(quick))
+
+
 class _PerName:
     """pyrate-limiter's documented way to keep a bucket per item name: a BucketFactory."""
 
@@ -148,7 +193,7 @@ def _opts(quick: bool) -> dict[str, Any]:
 
 
 def main(quick: bool = False) -> list[Result]:
-    results = [lookup(quick), per_client(quick)]
+    results = [lookup(quick), per_client(quick), per_client_async(quick)]
     for result in results:
         report(result)
     return results
