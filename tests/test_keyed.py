@@ -11,6 +11,7 @@ import functools
 import gc
 import inspect
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -992,6 +993,61 @@ class TestThreads:
                 tracemalloc.stop()
             assert len(keyed) == 100_000
             assert size / len(keys) < bound, (idle_timeout, size / len(keys))
+
+
+LOCKED_SCENARIO = """
+import sys, threading
+sys._is_gil_enabled = lambda: False  # what a free-threaded build says
+from resilio import Keyed, ManualClock, Timeout, TokenBucket, RateLimitExceeded
+import resilio._keyed
+assert not resilio._keyed._LOCK_FREE
+
+calls = []
+keyed = Keyed(lambda key: calls.append(key) or Timeout(1), max_keys=2)
+a = keyed["a"]; keyed["b"]; assert keyed["a"] is a; keyed["c"]
+assert keyed.keys() == ["a", "c"], keyed.keys()
+
+clock = ManualClock()
+idle = Keyed(lambda key: Timeout(1), idle_timeout=5, clock=clock)
+old = idle["x"]; clock.advance(5); assert idle["x"] is not old
+
+limits = Keyed(lambda key: TokenBucket(1e-9, 2, reject=True, clock=clock))
+@limits.guard(lambda client: client)
+def handle(client):
+    return client
+assert [handle("a"), handle("a"), handle("b")] == ["a", "a", "b"]
+try:
+    handle("a")
+except RateLimitExceeded:
+    pass
+else:
+    raise AssertionError("not limited")
+
+made = []
+shared = Keyed(lambda key: made.append(key) or Timeout(1), max_keys=20_000)
+def work(n):
+    for key in range(20_000):
+        shared[(key * (n + 1)) % 20_000]
+threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+assert sorted(made) == list(range(20_000)), len(made)
+print("ok")
+"""
+
+
+def test_locked_path_where_the_gil_is_disabled() -> None:
+    """Where the GIL is disabled every use takes the lock: the same registry, LRU order, idle
+    keys, decorator and one factory call per key under 8 threads."""
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", LOCKED_SCENARIO],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ok\n"
 
 
 # -- the reference model -------------------------------------------------------------

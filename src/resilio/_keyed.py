@@ -17,8 +17,8 @@ primitive once: the first caller registers the key as being made, runs the facto
 *outside* the lock (a slow factory holds up only the callers of its own key), and
 stores the result; the other callers of that key wait for it and share it. On a
 free-threaded build (the GIL disabled) the C `OrderedDict` has not been safe to use
-from several threads at once without a lock (CPython gh-125996, gh-151627), so there
-every use takes the lock.
+from several threads at once without a lock (CPython gh-125996, gh-151627), so there,
+as on other Python implementations, every use takes the lock.
 """
 
 from __future__ import annotations
@@ -55,8 +55,11 @@ V = TypeVar(
 # What a factory may return: anything compose() takes.
 _PRIMITIVES = (Guard, Retry, Timeout, Composed, Fallback)
 
-# Whether the lock-free fast path may be used (see the module docstring).
-_LOCK_FREE: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
+# Whether the lock-free fast path may be used (see the module docstring): on CPython
+# with the GIL, whose C OrderedDict it relies on; elsewhere every use takes the lock.
+_LOCK_FREE: bool = (
+    sys.implementation.name == "cpython" and getattr(sys, "_is_gil_enabled", lambda: True)()
+)
 
 
 class _Entry(Generic[V]):
