@@ -191,10 +191,20 @@ def test_api_reference_lists_every_export() -> None:
     assert missing == []
 
 
-@pytest.mark.parametrize("name", ["MapResults", "Session", "SessionManager", "TaskHandle"])
-def test_generic_classes_subscript_at_runtime(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("Fallback", (int,)),
+        ("Keyed", (str, int)),
+        ("MapResults", (int,)),
+        ("Session", (int,)),
+        ("SessionManager", (int,)),
+        ("TaskHandle", (int,)),
+    ],
+)
+def test_generic_classes_subscript_at_runtime(name: str, args: tuple[type, ...]) -> None:
     """The generic classes can be subscripted at runtime, as annotations outside quotes need."""
     cls = getattr(resilio, name)
-    alias = cls[int]
+    alias = cls[args]
     assert alias.__origin__ is cls
-    assert alias.__args__ == (int,)
+    assert alias.__args__ == args
