@@ -785,6 +785,8 @@ class TestForceOpenAndReset:
             last_change=2.0,
             open_reason=None,
             retry_after=None,
+            open_timeout=snap.open_timeout,
+            last_failure=None,
         )
         assert changes(events) == [(CLOSED, OPEN, "forced_open", 0.0), (OPEN, CLOSED, "reset", 2.0)]
         assert breaker.call(succeed) == "ok"

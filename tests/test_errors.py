@@ -160,7 +160,7 @@ class TestHalfOpenRejection:
 
     def test_built_like_the_hot_path_builds_it(self) -> None:
         """__new__ with the positional flag (no __init__) gives the same error."""
-        error = CircuitOpenError.__new__(CircuitOpenError, "db", None, True)
+        error = CircuitOpenError.__new__(CircuitOpenError, "db", None, None, True)
         assert error.half_open
         assert error.name == "db"
         assert error.retry_after is None

@@ -7,6 +7,12 @@ weighted failure rate. The state machine it shares with
 starts a new *generation*, so an outcome that arrives after the state it was admitted in has ended
 is ignored (gobreaker's generation counter).
 
+With ``open_timeout_max`` the open timeout doubles each time a probe fails, up to
+that maximum, and is back to ``open_timeout`` once the breaker closes. Under
+`resilio.testing.instant` a failure that would open a breaker does not (see ``_trip``),
+and a call an open breaker would refuse runs, uncounted, unless it was forced open;
+the switch is read on those paths only, never when a call succeeds.
+
 No lock is ever held across a protected call: the lock guards a few counters and is
 taken only to admit a call that needs a permit and to record an outcome.
 """
@@ -31,12 +37,18 @@ from ._clock import SYSTEM_CLOCK, Clock, check_clock
 from ._errors import CircuitOpenError, MisuseError, RejectedError
 from ._events import CallRejected, CircuitStateChanged, EventBus, check_bus, default_bus
 from ._guard import Guard, is_async_callable
+from ._instant import SWITCH
 from ._waiters import finished
 
 logger = logging.getLogger("resilio")
 
 # Creates a rejection without running its Python-level __init__ (see _errors).
 _new_rejection = CircuitOpenError.__new__
+
+# The token of a call that instant mode lets past an open breaker: no generation
+# equals it, so its outcome is never counted (and it is never the sliding window's
+# -1, "no fast path").
+_UNCOUNTED = -2
 
 
 class CircuitState(enum.Enum):
@@ -74,6 +86,11 @@ class BreakerSnapshot:
             when closed.
         retry_after: Seconds until an open breaker admits a probe; ``None`` unless it
             is open with a timeout running.
+        open_timeout: The open timeout now: ``open_timeout``, or longer after failed
+            probes when ``open_timeout_max`` lets it grow.
+        last_failure: What last counted as a failure: the exception, or the result
+            ``failure_if`` judged a failure; ``None`` until something has, and after
+            `reset()`.
     """
 
     name: str
@@ -85,6 +102,8 @@ class BreakerSnapshot:
     last_change: float
     open_reason: str | None
     retry_after: float | None
+    open_timeout: float
+    last_failure: object
 
 
 ExceptionSpec = (
@@ -92,12 +111,37 @@ ExceptionSpec = (
 )
 """Exception types (one or a tuple), or a predicate on the exception."""
 
+ResultPredicate = Callable[[Any], object]
+"""A predicate on a call's result: true when the result counts as a failure."""
+
 # A state change to announce once the lock is released: (old, new, reason, at).
 _Change = tuple[CircuitState, CircuitState, str, float]
 
 # resilio's own errors that say nothing about the dependency: a rejection by an
 # inner primitive, a guard used in a way that cannot work.
 _NEUTRAL = (RejectedError, MisuseError)
+
+
+def _result_predicate(failure_if: Any) -> ResultPredicate | None:
+    """Check ``failure_if``: ``None``, or a plain function of the result."""
+    if failure_if is None:
+        return None
+    if isinstance(failure_if, (type, tuple, list)):
+        msg = (
+            "'failure_if' takes a predicate on results, (result) -> bool; exception "
+            f"types go in failure_on: {failure_if!r}"
+        )
+        raise TypeError(msg)
+    if not callable(failure_if):
+        msg = f"'failure_if' must be callable, (result) -> bool: {failure_if!r}"
+        raise TypeError(msg)
+    if is_async_callable(failure_if):
+        msg = (
+            "'failure_if' must be a plain function: it is called on each result and "
+            f"never awaited: {failure_if!r}"
+        )
+        raise TypeError(msg)
+    return failure_if  # type: ignore[no-any-return]
 
 
 def _named_rejections(failure_on: Any) -> tuple[type[BaseException], ...]:
@@ -134,19 +178,24 @@ class BreakerBase(Guard):
         "_changed_at",
         "_clock",
         "_entered",
+        "_failure_if",
         "_failure_on",
         "_forced",
         "_free",
         "_free_in_closed",
+        "_free_success",
         "_gen",
         "_half_open_max",
         "_ignore",
         "_in_flight",
+        "_last_failure",
         "_lock",
         "_name",
         "_now",
         "_open_reason",
         "_open_timeout",
+        "_open_timeout_base",
+        "_open_timeout_max",
         "_open_until",
         "_pending",
         "_probe_deadline",
@@ -169,13 +218,27 @@ class BreakerBase(Guard):
         open_timeout: float | timedelta,
         half_open_max_calls: int,
         failure_on: Any,
+        failure_if: Any,
         ignore: Any,
+        open_timeout_max: float | timedelta | None,
         clock: Clock,
         bus: EventBus | None,
     ) -> None:
         self._name = _validate.text("name", name)
         self._success_threshold = _validate.integer("success_threshold", success_threshold, ge=1)
         self._open_timeout = _validate.duration("open_timeout", open_timeout, gt=0)
+        self._open_timeout_base = self._open_timeout
+        longest = _validate.optional_duration("open_timeout_max", open_timeout_max, gt=0)
+        if longest is not None and longest < self._open_timeout:
+            msg = (
+                "'open_timeout_max' must be >= 'open_timeout', the timeout it lets "
+                f"grow: open_timeout={open_timeout!r}, open_timeout_max={open_timeout_max!r}"
+            )
+            raise ValueError(msg)
+        # Without a maximum the timeout "grows" to itself: one rule, no branch.
+        self._open_timeout_max = self._open_timeout if longest is None else longest
+        self._failure_if = _result_predicate(failure_if)
+        self._last_failure: object = None
         self._half_open_max = _validate.integer("half_open_max_calls", half_open_max_calls, ge=1)
         self._failure_on = _validate.exception_matcher("failure_on", failure_on)
         self._rejections_counted = _named_rejections(failure_on)
@@ -192,6 +255,9 @@ class BreakerBase(Guard):
         self._gen = 0
         self._free: int | None = 0
         self._free_in_closed = True
+        # An instance slot, not the class attribute the guard protocol describes:
+        # the guard's forms read it on every call, and a slot reads faster.
+        self._free_success = True
         self._timed = False
         self._timed_free: int | None = None
         self._forced = False
@@ -225,9 +291,15 @@ class BreakerBase(Guard):
         """Count a success measured by the caller, as if a guarded call had succeeded."""
         self._record(self._gen, failed=False, probe=False)
 
-    def record_failure(self) -> None:
-        """Count a failure measured by the caller, as if a guarded call had failed."""
-        self._record(self._gen, failed=True, probe=False)
+    def record_failure(self, failure: object = None) -> None:
+        """Count a failure measured by the caller, as if a guarded call had failed.
+
+        Args:
+            failure: What failed (an exception, a response), kept as the
+                ``last_failure`` of `snapshot()` and of the rejections that follow;
+                ``None`` when not given.
+        """
+        self._record(self._gen, failed=True, probe=False, failure=failure)
 
     def force_open(self) -> None:
         """Open the breaker and keep it open, whatever the timeout, until `reset()`."""
@@ -239,18 +311,26 @@ class BreakerBase(Guard):
         self._announce(change)
 
     def reset(self) -> None:
-        """Close the breaker and clear every counter; outcomes of calls running now are ignored."""
+        """Close the breaker and clear every counter; outcomes of calls running now are ignored.
+
+        The open timeout is back to ``open_timeout`` and ``last_failure`` to ``None``.
+        """
         with self._lock:
             self._forced = False
+            self._last_failure = None
             if self._state is CLOSED:
-                self._gen += 1
-                self._clear_counts()
-                self._free = self._gen if self._free_in_closed else None
-                self._timed_free = self._gen if self._timed else None
+                self._restart_closed()
                 change = None
             else:
                 change = self._move(CLOSED, "reset")
         self._announce(change)
+
+    def _restart_closed(self) -> None:
+        """Clear a closed breaker's counts in a new generation (lock held)."""
+        self._gen += 1
+        self._clear_counts()
+        self._free = self._gen if self._free_in_closed else None
+        self._timed_free = self._gen if self._timed else None
 
     @contextlib.asynccontextmanager
     async def health_check(
@@ -322,19 +402,26 @@ class BreakerBase(Guard):
             # The common rejection, decided without the lock (a racing reset or
             # timeout only orders this call just before it) and raised right here:
             # every frame an exception crosses costs as much as raising it.
-            retry_after = None if self._forced else self._open_until - now
-            if self._bus._routes.get(CallRejected, True):
-                self._publish_rejected(OPEN, retry_after, now)
-            raise _new_rejection(CircuitOpenError, self._name, retry_after)
+            if self._forced:
+                retry_after = None
+            elif SWITCH.on:
+                return _UNCOUNTED  # instant mode: let it through, count nothing
+            else:
+                retry_after = self._open_until - now
+            if self._bus._routes is not self._unheard:
+                self._announce_refusal(now, retry_after)
+            raise _new_rejection(CircuitOpenError, self._name, retry_after, self._last_failure)
         with self._lock:
             token, change, rejection = self._admit_locked()
         self._announce(change)
         if rejection is not None:
+            if SWITCH.on and not self._forced:
+                return _UNCOUNTED
             self._publish_rejected(*rejection)
             if rejection[0] is HALF_OPEN:
                 # No hint: nobody knows when the running probes will report back.
-                raise _new_rejection(CircuitOpenError, self._name, None, True)
-            raise _new_rejection(CircuitOpenError, self._name, rejection[1])
+                raise _new_rejection(CircuitOpenError, self._name, None, self._last_failure, True)
+            raise _new_rejection(CircuitOpenError, self._name, rejection[1], self._last_failure)
         return token
 
     def _announce_refusal(self, now: float, retry_after: float | None) -> None:
@@ -388,7 +475,25 @@ class BreakerBase(Guard):
         if ignored:
             self._release(token)
         else:
-            self._record(token, failed=failed)
+            self._record(token, failed=failed, failure=exc)
+
+    def _on_result(self, token: Any, result: Any) -> None:
+        """Count a call that returned *result*, a failure if ``failure_if`` says so."""
+        try:
+            failed = self._failure_if(result)
+        except Exception:
+            logger.exception("%r: failure_if raised; counting a failure", self._name)
+            failed = True
+        except BaseException:
+            self._release(token)
+            raise
+        if failed:
+            self._outcome(token, failed=True, failure=result)
+        elif self._free_success or token is not self._free:
+            self._on_success(token)
+
+    def _outcome(self, token: Any, *, failed: bool, failure: object = None) -> None:
+        self._record(token, failed=failed, failure=failure)
 
     def _classify(self, exc: Exception) -> tuple[bool, bool]:
         """Whether *exc* is ignored, and whether it counts as a failure.
@@ -416,7 +521,15 @@ class BreakerBase(Guard):
 
     # -- state machine --------------------------------------------------------------
 
-    def _record(self, token: Any, *, failed: bool, slow: bool = False, probe: bool = True) -> None:
+    def _record(
+        self,
+        token: Any,
+        *,
+        failed: bool,
+        slow: bool = False,
+        probe: bool = True,
+        failure: object = None,
+    ) -> None:
         change = None
         lock = self._lock
         lock.acquire()  # explicit acquire/release: ``with lock`` costs twice as much
@@ -425,14 +538,20 @@ class BreakerBase(Guard):
                 return  # admitted under a state that has since ended
             state = self._state
             if state is CLOSED:
+                if failed:
+                    self._last_failure = failure
                 reason = self._closed_outcome(failed, slow)
                 if reason is not None:
-                    change = self._move(OPEN, reason)
+                    change = self._trip(reason)
             elif state is HALF_OPEN:
                 if probe:
                     self._in_flight -= 1
+                if failed:
+                    self._last_failure = failure
                 if failed or slow:
-                    change = self._move(OPEN, "probe_failed")
+                    if not SWITCH.on:
+                        change = self._move(OPEN, "probe_failed")
+                    # else instant mode: the probe counts neither way
                 else:
                     self._successes += 1
                     if self._successes >= self._success_threshold:
@@ -441,6 +560,18 @@ class BreakerBase(Guard):
             lock.release()
         if change is not None:
             self._announce(change)
+
+    def _trip(self, reason: str) -> _Change | None:
+        """Open a closed breaker for *reason*, unless instant mode is on (lock held).
+
+        In instant mode the breaker stays closed and starts counting afresh, as if it
+        had opened and been reset at once, so it never opens while the mode lasts and
+        is not on the brink of opening when the mode ends.
+        """
+        if SWITCH.on:
+            self._restart_closed()
+            return None
+        return self._move(OPEN, reason)
 
     def _move(self, new: CircuitState, reason: str, now: float | None = None) -> _Change | None:
         """Enter *new* (the lock is held); return the change to announce, if anyone listens."""
@@ -453,6 +584,9 @@ class BreakerBase(Guard):
         self._in_flight = 0
         self._successes = 0
         if new is OPEN:
+            if old is HALF_OPEN and not self._forced:
+                # A failed probe: wait twice as long, up to open_timeout_max.
+                self._open_timeout = min(2.0 * self._open_timeout, self._open_timeout_max)
             self._free = self._timed_free = None
             self._open_until = now + self._open_timeout
             self._refused_until = 0.0 if self._forced else self._open_until
@@ -467,6 +601,7 @@ class BreakerBase(Guard):
             self._free = self._gen if self._free_in_closed else None
             self._timed_free = self._gen if self._timed else None
             self._open_reason = None
+            self._open_timeout = self._open_timeout_base
         if not self._bus.wants(CircuitStateChanged):
             return None
         change = (old, new, reason, now)
@@ -525,8 +660,12 @@ class CircuitBreaker(BreakerBase):
         success_threshold: Consecutive probe successes that close a half-open breaker.
         open_timeout: Seconds (or a `datetime.timedelta`) an open breaker rejects
             calls before probing.
+        open_timeout_max: Lets the open timeout grow: each failed probe doubles it,
+            up to this many seconds (or a `datetime.timedelta`), and closing brings
+            it back to ``open_timeout``. ``None`` (the default) keeps it fixed.
+            Must be at least ``open_timeout``.
         half_open_max_calls: Probes allowed at once while half-open. A probe that
-            has not reported back within ``open_timeout`` is presumed hung and its
+            has not reported back within the open timeout is presumed hung and its
             slot is handed to a new probe. Calls beyond it are rejected with a
             [`CircuitOpenError`][resilio.CircuitOpenError] whose ``half_open`` is
             true and whose ``retry_after`` is ``None``.
@@ -538,6 +677,12 @@ class CircuitBreaker(BreakerBase):
             count neither way unless a class listed here is that rejection's class
             or one of its bases below `RejectedError`; a predicate is not asked
             about them.
+        failure_if: A predicate ``(result) -> bool`` on what a call returns: a
+            true answer counts the call as a failure (an HTTP 503 response), though
+            the caller still gets the result. Asked by the decorator and by
+            `call()` / `call_async()`; a ``with`` block has no result, so its
+            successes are successes. A predicate that raises is logged on the
+            ``resilio`` logger and the call counts as a failure.
         ignore: Exception types, or a predicate, for exceptions that count neither
             way (and propagate); they win over ``failure_on``.
         clock: Where time comes from (see [`ManualClock`][resilio.ManualClock] for tests).
@@ -547,11 +692,25 @@ class CircuitBreaker(BreakerBase):
     not `Exception`s count neither way and give back any probe slot; so does a
     form used in a way that cannot work (``call(async_fn)``,
     ``call_async(plain_fn)``), which raises a `TypeError`.
+
+    The breaker keeps what last counted as a failure (``snapshot().last_failure``,
+    and ``last_failure`` on each [`CircuitOpenError`][resilio.CircuitOpenError]),
+    an exception with its traceback so that it can be logged, until a later failure
+    replaces it or `reset()` drops it; the frames of that traceback, and what they
+    hold, stay alive as long.
+
+    Under [`resilio.testing.instant`][resilio.testing.instant] a failure that would
+    open the breaker leaves it closed, its counts cleared; a breaker that was open
+    lets calls through without counting them, unless it was forced open.
+
+    Raises:
+        TypeError: An option of the wrong type, such as exception types given as
+            ``failure_if`` or an ``async`` predicate.
+        ValueError: An option out of range, such as ``open_timeout_max`` below
+            ``open_timeout``.
     """
 
     __slots__ = ("_consecutive", "_failure_threshold", "_rate", "_rate_threshold")
-
-    _free_success = False  # closed and clean: a success changes nothing
 
     def __init__(
         self,
@@ -561,8 +720,10 @@ class CircuitBreaker(BreakerBase):
         failure_rate_threshold: float = 0.5,
         success_threshold: int = 3,
         open_timeout: float | timedelta = 30.0,
+        open_timeout_max: float | timedelta | None = None,
         half_open_max_calls: int = 1,
         failure_on: ExceptionSpec = (Exception,),
+        failure_if: ResultPredicate | None = None,
         ignore: ExceptionSpec = (),
         clock: Clock = SYSTEM_CLOCK,
         bus: EventBus | None = None,
@@ -579,10 +740,13 @@ class CircuitBreaker(BreakerBase):
             open_timeout=open_timeout,
             half_open_max_calls=half_open_max_calls,
             failure_on=failure_on,
+            failure_if=failure_if,
             ignore=ignore,
+            open_timeout_max=open_timeout_max,
             clock=clock,
             bus=bus,
         )
+        self._free_success = False  # closed and clean: a success changes nothing
 
     def _closed_outcome(self, failed: bool, slow: bool) -> str | None:
         if failed:
@@ -620,6 +784,8 @@ class CircuitBreaker(BreakerBase):
                 last_change=self._changed_at,
                 open_reason=self._open_reason,
                 retry_after=self._retry_after_locked(),
+                open_timeout=self._open_timeout,
+                last_failure=self._last_failure,
             )
 
     def __repr__(self) -> str:

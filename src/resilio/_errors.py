@@ -17,6 +17,10 @@ Every error pickles, so it crosses process boundaries intact.
 
 from __future__ import annotations
 
+import copyreg
+import pickle
+from typing import Any
+
 
 class ResilioError(Exception):
     """Root of every error raised by resilio itself."""
@@ -71,21 +75,34 @@ class CircuitOpenError(RejectedError):
         retry_after: Seconds until trying again may succeed, or ``None`` when unknown.
         half_open: ``True`` when the breaker is half-open and its probe slots are
             all taken, rather than open.
+        last_failure: What last counted as a failure in the breaker: an exception,
+            or a result its ``failure_if`` judged a failure; ``None`` if nothing has.
 
     ``retry_after`` is the time left until an open breaker admits a probe, or
     ``None`` when it is forced open or half-open: a half-open breaker cannot know
     when its running probes will report back, so the caller's own backoff decides.
+
+    Pickling keeps ``last_failure`` when it survives a pickle round trip of its own
+    (its traceback, as for any pickled exception, does not), and drops it to ``None``
+    when it does not, so the rejection itself always crosses a process boundary.
     """
 
-    # A half-open rejection is built as ``__new__(cls, name, None, True)``; an open
-    # one keeps two arguments, so ``args`` is (name, retry_after) as for every
-    # rejection.
+    # The hot paths build a rejection as ``__new__(cls, name, retry_after,
+    # last_failure)``, and a half-open one with a fourth argument, True: ``args`` is
+    # (name, retry_after, last_failure[, True]). The constructor keeps the shorter
+    # (name, retry_after) that every rejection has when there is nothing more to say.
 
     def __init__(
-        self, name: str, retry_after: float | None = None, half_open: bool = False
+        self,
+        name: str,
+        retry_after: float | None = None,
+        half_open: bool = False,
+        last_failure: object = None,
     ) -> None:
         if half_open:
-            ResilioError.__init__(self, name, retry_after, True)
+            ResilioError.__init__(self, name, retry_after, last_failure, True)
+        elif last_failure is not None:
+            ResilioError.__init__(self, name, retry_after, last_failure)
         else:
             ResilioError.__init__(self, name, retry_after)
 
@@ -93,13 +110,61 @@ class CircuitOpenError(RejectedError):
     def half_open(self) -> bool:
         """Whether the breaker was half-open with its probe slots taken, not open."""
         args = self.args
-        return len(args) > 2 and bool(args[2])
+        return len(args) > 3 and bool(args[3])
+
+    @property
+    def last_failure(self) -> object:
+        """What last counted as a failure in the breaker, or ``None`` if nothing has.
+
+        An exception (with its traceback, ready to log), or a result the breaker's
+        ``failure_if`` judged a failure; the same object as the breaker's
+        ``snapshot().last_failure`` when it refused.
+        """
+        args = self.args
+        return args[2] if len(args) > 2 else None
 
     @property
     def _what(self) -> str:  # type: ignore[override]
         if self.half_open:
             return "is half-open and its probe slots are taken"
         return "is open"
+
+    def __str__(self) -> str:
+        text = RejectedError.__str__(self)
+        last_failure = self.last_failure
+        return text if last_failure is None else f"{text}; last failure: {last_failure!r}"
+
+    def __repr__(self) -> str:
+        parts = [repr(self.name), repr(self.retry_after)]
+        if self.half_open:
+            parts.append("half_open=True")
+        last_failure = self.last_failure
+        if last_failure is not None:
+            parts.append(f"last_failure={last_failure!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt with __new__, as the hot paths build it, so ``args`` comes back as
+        # it was; a last failure that cannot make the trip is left behind.
+        args = self.args
+        if len(args) > 2 and args[2] is not None and not _survives_pickling(args[2]):
+            args = (*args[:2], None, *args[3:])
+        rebuild = (_newobj, (type(self), *args))
+        state = self.__dict__  # what was set on it, notes included
+        return (*rebuild, state) if state else rebuild
+
+
+# copyreg's ``cls.__new__(cls, *args)``, which pickle knows by name (typeshed does not).
+_newobj = copyreg.__newobj__  # type: ignore[attr-defined]
+
+
+def _survives_pickling(value: object) -> bool:
+    """Whether *value* pickles and unpickles (an exception's may not: its __init__)."""
+    try:
+        pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:
+        return False
+    return True
 
 
 class RateLimitExceeded(RejectedError):

@@ -18,7 +18,8 @@ A primitive that guards calls implements a small permission protocol:
   else, and keeps no token for ``with`` blocks.
 * ``_free`` is a token, or ``None``. A token there means "admission needs no permit
   right now" (a closed breaker), so the hot path skips ``_acquire()``. When the
-  class also sets ``_free_success = False`` a success on that path changes nothing
+  guard's ``_free_success`` is false (a class attribute, or a slot, which reads
+  faster, as breakers keep it) a success on that path changes nothing
   (a closed breaker with a clean record) and is not reported either, unless
   ``_free`` changed while the call ran.
 * ``_timed_free`` is like ``_free`` for a guard that times its calls
@@ -28,12 +29,18 @@ A primitive that guards calls implements a small permission protocol:
   The other forms take that token from ``_acquire()``.
 * ``_refused_until`` is 0, or a time on the clock ``_now()`` before which calls
   are refused without a permit (an open breaker). The decorator checks it when
-  ``_free`` is ``None`` and raises ``_refused_type(_name, retry_after)`` from its
-  own frame (every frame an exception crosses costs as much as raising it), after
-  calling ``_announce_refusal(now, retry_after)`` unless the routing table of the
-  guard's ``_bus`` is ``_unheard``, one it found to send `CallRejected` nowhere
-  (the bus replaces its table on every change, never edits it). Past that time,
-  and in the other forms, ``_acquire()`` decides.
+  ``_free`` is ``None`` and raises ``_refused_type(_name, retry_after,
+  _last_failure)`` from its own frame (every frame an exception crosses costs as
+  much as raising it), after calling ``_announce_refusal(now, retry_after)``
+  unless the routing table of the guard's ``_bus`` is ``_unheard``, one it found
+  to send `CallRejected` nowhere (the bus replaces its table on every change,
+  never edits it). Past that time, in instant mode (``resilio._instant.SWITCH``,
+  read only then), and in the other forms, ``_acquire()`` decides.
+* ``_failure_if`` is ``None``, or a predicate on results (a breaker's
+  ``failure_if``): the decorator, in a variant chosen when it wraps, and
+  ``call`` / ``call_async`` then hand each result to ``_on_result(token,
+  result)`` instead of ``_on_success(token)``, and the primitive judges it.
+  ``with`` blocks have no result and report successes as ever.
 
 `Guard` turns that protocol into the decorator (for ``def`` and
 ``async def``, signatures kept), ``with`` / ``async with`` blocks and
@@ -57,6 +64,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from typing_extensions import Self
 
 from ._errors import MisuseError, RejectedError
+from ._instant import SWITCH
 from ._waiters import finished
 
 P = ParamSpec("P")
@@ -162,6 +170,8 @@ class Guard:
     _name: str = ""
     _entered: object = None
     _unheard: object = None
+    _failure_if: Any = None
+    _last_failure: object = None
 
     # -- the protocol each primitive implements -------------------------------------
 
@@ -178,6 +188,10 @@ class Guard:
         raise NotImplementedError
 
     def _release(self, token: Any) -> None:
+        raise NotImplementedError
+
+    def _on_result(self, token: Any, result: Any) -> None:
+        """Record a call that returned *result* (only when ``_failure_if`` is set)."""
         raise NotImplementedError
 
     def _on_timed_success(self, token: Any) -> None:
@@ -230,20 +244,22 @@ class Guard:
     # free path, rather than built from shared helpers: each helper call would add
     # a Python frame (~50 ns) to every guarded call, about half of the whole cost of
     # a closed breaker. ``call``/``call_async`` repeat the same protocol without the
-    # quiet free path.
+    # quiet free path. A guard that judges results (``_failure_if``) gets a wrapper
+    # of its own, so the others never test for it. A wrapper's closure holds only
+    # what its free path and a refusal use: every cell is copied into the frame on
+    # each call, so the rarer paths look their methods up on the guard.
 
     def _wrap_sync(self, fn: Callable[P, T]) -> Callable[P, T]:
         if not self._outcomes:
             return self._wrap_admission_only(fn)
+        if self._failure_if is not None:
+            return self._wrap_judged(fn)
         guard = self
-        acquire = self._acquire
         on_success = self._on_success
-        on_error = self._on_error
-        release = self._release
         # What a refusal needs (see _refused_until): a guard that never refuses may lack it.
         clock: Any = getattr(self, "_now", None)
         bus: Any = getattr(self, "_bus", None)
-        refused, name, announce_refusal = self._refused_type, self._name, self._announce_refusal
+        refused, name = self._refused_type, self._name
 
         if self._timed:
             on_success = self._on_timed_success
@@ -253,20 +269,20 @@ class Guard:
                 token = guard._timed_free
                 if token is None:
                     until = guard._refused_until
-                    if until and (now := clock()) < until:
+                    if until and (now := clock()) < until and not SWITCH.on:
                         if bus._routes is not guard._unheard:
-                            announce_refusal(now, until - now)
-                        raise _new_exception(refused, name, until - now)
-                    token = acquire()
+                            guard._announce_refusal(now, until - now)
+                        raise _new_exception(refused, name, until - now, guard._last_failure)
+                    token = guard._acquire()
                 else:
                     token = (token, clock())
                 try:
                     result = fn(*args, **kwargs)
                 except Exception as exc:
-                    on_error(token, exc)
+                    guard._on_error(token, exc)
                     raise
                 except BaseException:
-                    release(token)
+                    guard._release(token)
                     raise
                 on_success(token)
                 return result
@@ -280,18 +296,18 @@ class Guard:
                 token = guard._free
                 if token is None:
                     until = guard._refused_until
-                    if until and (now := clock()) < until:
+                    if until and (now := clock()) < until and not SWITCH.on:
                         if bus._routes is not guard._unheard:
-                            announce_refusal(now, until - now)
-                        raise _new_exception(refused, name, until - now)
-                    token = acquire()
+                            guard._announce_refusal(now, until - now)
+                        raise _new_exception(refused, name, until - now, guard._last_failure)
+                    token = guard._acquire()
                 try:
                     result = fn(*args, **kwargs)
                 except Exception as exc:
-                    on_error(token, exc)
+                    guard._on_error(token, exc)
                     raise
                 except BaseException:
-                    release(token)
+                    guard._release(token)
                     raise
                 on_success(token)
                 return result
@@ -303,45 +319,105 @@ class Guard:
             token = guard._free
             if token is None:
                 until = guard._refused_until
-                if until and (now := clock()) < until:
+                if until and (now := clock()) < until and not SWITCH.on:
                     if bus._routes is not guard._unheard:
-                        announce_refusal(now, until - now)
-                    raise _new_exception(refused, name, until - now)
-                token = acquire()
+                        guard._announce_refusal(now, until - now)
+                    raise _new_exception(refused, name, until - now, guard._last_failure)
+                token = guard._acquire()
                 try:
                     result = fn(*args, **kwargs)
                 except Exception as exc:
-                    on_error(token, exc)
+                    guard._on_error(token, exc)
                     raise
                 except BaseException:
-                    release(token)
+                    guard._release(token)
                     raise
-                on_success(token)
+                guard._on_success(token)
                 return result
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
-                on_error(token, exc)
+                guard._on_error(token, exc)
                 raise
             if guard._free is not token:  # another call failed meanwhile: report it
-                on_success(token)
+                guard._on_success(token)
             return result
 
         return guarded_quiet
 
+    def _wrap_judged(self, fn: Callable[P, T]) -> Callable[P, T]:
+        # _wrap_sync's protocol, every result handed to _on_result. The start time
+        # of a timed guard comes from acquire(): its _free is always None.
+        guard = self
+        on_result = self._on_result
+        clock: Any = getattr(self, "_now", None)
+        bus: Any = getattr(self, "_bus", None)
+        refused, name = self._refused_type, self._name
+
+        @functools.wraps(fn)
+        def judged(*args: P.args, **kwargs: P.kwargs) -> T:
+            token = guard._free
+            if token is None:
+                until = guard._refused_until
+                if until and (now := clock()) < until and not SWITCH.on:
+                    if bus._routes is not guard._unheard:
+                        guard._announce_refusal(now, until - now)
+                    raise _new_exception(refused, name, until - now, guard._last_failure)
+                token = guard._acquire()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                guard._on_error(token, exc)
+                raise
+            except BaseException:
+                guard._release(token)
+                raise
+            on_result(token, result)
+            return result
+
+        return judged
+
+    def _wrap_judged_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        guard = self
+        on_result = self._on_result
+        clock: Any = getattr(self, "_now", None)
+        bus: Any = getattr(self, "_bus", None)
+        refused, name = self._refused_type, self._name
+
+        @functools.wraps(fn)
+        async def judged(*args: P.args, **kwargs: P.kwargs) -> T:
+            token = guard._free
+            if token is None:
+                until = guard._refused_until
+                if until and (now := clock()) < until and not SWITCH.on:
+                    if bus._routes is not guard._unheard:
+                        guard._announce_refusal(now, until - now)
+                    raise _new_exception(refused, name, until - now, guard._last_failure)
+                token = await guard._acquire_async() if guard._acquire_waits else guard._acquire()
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                guard._on_error(token, exc)
+                raise
+            except BaseException:
+                guard._release(token)
+                raise
+            on_result(token, result)
+            return result
+
+        return judged
+
     def _wrap_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         if not self._outcomes:
             return self._wrap_admission_only_async(fn)
+        if self._failure_if is not None:
+            return self._wrap_judged_async(fn)
         guard = self
-        acquire = self._acquire
-        acquire_async = self._acquire_async if self._acquire_waits else None
         on_success = self._on_success
-        on_error = self._on_error
-        release = self._release
         # What a refusal needs (see _refused_until): a guard that never refuses may lack it.
         clock: Any = getattr(self, "_now", None)
         bus: Any = getattr(self, "_bus", None)
-        refused, name, announce_refusal = self._refused_type, self._name, self._announce_refusal
+        refused, name = self._refused_type, self._name
 
         if self._free_success:
 
@@ -350,18 +426,20 @@ class Guard:
                 token = guard._free
                 if token is None:
                     until = guard._refused_until
-                    if until and (now := clock()) < until:
+                    if until and (now := clock()) < until and not SWITCH.on:
                         if bus._routes is not guard._unheard:
-                            announce_refusal(now, until - now)
-                        raise _new_exception(refused, name, until - now)
-                    token = acquire() if acquire_async is None else await acquire_async()
+                            guard._announce_refusal(now, until - now)
+                        raise _new_exception(refused, name, until - now, guard._last_failure)
+                    token = (
+                        await guard._acquire_async() if guard._acquire_waits else guard._acquire()
+                    )
                 try:
                     result = await fn(*args, **kwargs)
                 except Exception as exc:
-                    on_error(token, exc)
+                    guard._on_error(token, exc)
                     raise
                 except BaseException:
-                    release(token)
+                    guard._release(token)
                     raise
                 on_success(token)
                 return result
@@ -373,28 +451,28 @@ class Guard:
             token = guard._free
             if token is None:
                 until = guard._refused_until
-                if until and (now := clock()) < until:
+                if until and (now := clock()) < until and not SWITCH.on:
                     if bus._routes is not guard._unheard:
-                        announce_refusal(now, until - now)
-                    raise _new_exception(refused, name, until - now)
-                token = acquire() if acquire_async is None else await acquire_async()
+                        guard._announce_refusal(now, until - now)
+                    raise _new_exception(refused, name, until - now, guard._last_failure)
+                token = await guard._acquire_async() if guard._acquire_waits else guard._acquire()
                 try:
                     result = await fn(*args, **kwargs)
                 except Exception as exc:
-                    on_error(token, exc)
+                    guard._on_error(token, exc)
                     raise
                 except BaseException:
-                    release(token)
+                    guard._release(token)
                     raise
-                on_success(token)
+                guard._on_success(token)
                 return result
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
-                on_error(token, exc)
+                guard._on_error(token, exc)
                 raise
             if guard._free is not token:  # another call failed meanwhile: report it
-                on_success(token)
+                guard._on_success(token)
             return result
 
         return guarded_quiet
@@ -426,7 +504,10 @@ class Guard:
             except BaseException:
                 self._release(token)
                 raise
-            self._on_success(token)
+            if self._failure_if is None:
+                self._on_success(token)
+            else:
+                self._on_result(token, result)
             return result
         # Admitted without a permit: nothing to give back if interrupted, and a
         # success is reported only when it may change something (see _free_success).
@@ -437,7 +518,9 @@ class Guard:
         except Exception as exc:
             self._on_error(token, exc)
             raise
-        if self._free_success or self._free is not token:
+        if self._failure_if is not None:
+            self._on_result(token, result)
+        elif self._free_success or self._free is not token:
             self._on_success(token)
         return result
 
@@ -474,7 +557,10 @@ class Guard:
             except BaseException:
                 self._release(token)
                 raise
-            self._on_success(token)
+            if self._failure_if is None:
+                self._on_success(token)
+            else:
+                self._on_result(token, result)
             return result
         try:
             awaitable = fn(*args, **kwargs)
@@ -484,7 +570,9 @@ class Guard:
         except Exception as exc:
             self._on_error(token, exc)
             raise
-        if self._free_success or self._free is not token:
+        if self._failure_if is not None:
+            self._on_result(token, result)
+        elif self._free_success or self._free is not token:
             self._on_success(token)
         return result
 

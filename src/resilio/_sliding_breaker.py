@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from . import _validate
-from ._breaker import CLOSED, BreakerBase, CircuitState, ExceptionSpec
+from ._breaker import CLOSED, BreakerBase, CircuitState, ExceptionSpec, ResultPredicate
 from ._clock import SYSTEM_CLOCK, Clock
 from ._events import EventBus
 
@@ -71,6 +71,11 @@ class WindowSnapshot:
         open_reason: Why it last opened, or ``None`` when closed.
         retry_after: Seconds until an open breaker admits a probe; ``None`` unless it
             is open with a timeout running.
+        open_timeout: The open timeout now: ``open_timeout``, or longer after failed
+            probes when ``open_timeout_max`` lets it grow.
+        last_failure: What last counted as a failure: the exception, or the result
+            ``failure_if`` judged a failure; ``None`` until something has, and after
+            `reset()`. A slow call that succeeded is not a failure.
     """
 
     name: str
@@ -85,6 +90,8 @@ class WindowSnapshot:
     last_change: float
     open_reason: str | None
     retry_after: float | None
+    open_timeout: float
+    last_failure: object
 
 
 class SlidingWindowBreaker(BreakerBase):
@@ -115,6 +122,10 @@ class SlidingWindowBreaker(BreakerBase):
         success_threshold: Consecutive probe successes that close a half-open breaker.
         open_timeout: Seconds (or a `datetime.timedelta`) an open breaker rejects
             calls before probing.
+        open_timeout_max: Lets the open timeout grow: each failed probe doubles it,
+            up to this many seconds (or a `datetime.timedelta`), and closing brings
+            it back to ``open_timeout``. ``None`` (the default) keeps it fixed.
+            Must be at least ``open_timeout``.
         half_open_max_calls: Probes allowed at once while half-open; calls beyond
             it are rejected with a half-open
             [`CircuitOpenError`][resilio.CircuitOpenError] (``retry_after=None``).
@@ -122,10 +133,18 @@ class SlidingWindowBreaker(BreakerBase):
             exceptions that count as failures; others count as successes.
             resilio's own rejections ([`RejectedError`][resilio.RejectedError]) count
             neither way unless a class listed here names them.
+        failure_if: A predicate ``(result) -> bool`` on what a call returns: a
+            true answer counts the call as a failed one (the caller still gets the
+            result); it is timed like any other call. Asked by the decorator and by
+            `call()` / `call_async()`, not in a ``with`` block, which has no result.
+            A predicate that raises is logged and the call counts as a failure.
         ignore: Exception types, or a predicate, for exceptions that count neither
             way; they win over ``failure_on``.
         clock: Where time comes from.
         bus: Where events go; the process-wide [`default_bus`][resilio.default_bus] by default.
+
+    ``last_failure`` and instant mode ([`resilio.testing.instant`][resilio.testing.instant])
+    work as in [`CircuitBreaker`][resilio.CircuitBreaker].
     """
 
     BUCKETS = 10
@@ -168,8 +187,10 @@ class SlidingWindowBreaker(BreakerBase):
         slow_call_rate_threshold: float = _SLOW_CALL_RATE,
         success_threshold: int = 3,
         open_timeout: float | timedelta = 30.0,
+        open_timeout_max: float | timedelta | None = None,
         half_open_max_calls: int = 1,
         failure_on: ExceptionSpec = (Exception,),
+        failure_if: ResultPredicate | None = None,
         ignore: ExceptionSpec = (),
         clock: Clock = SYSTEM_CLOCK,
         bus: EventBus | None = None,
@@ -215,7 +236,9 @@ class SlidingWindowBreaker(BreakerBase):
             open_timeout=open_timeout,
             half_open_max_calls=half_open_max_calls,
             failure_on=failure_on,
+            failure_if=failure_if,
             ignore=ignore,
+            open_timeout_max=open_timeout_max,
             clock=clock,
             bus=bus,
         )
@@ -294,18 +317,19 @@ class SlidingWindowBreaker(BreakerBase):
         if ignored:
             self._release(token)
         else:
-            self._outcome(token, failed=failed)
+            self._outcome(token, failed=failed, failure=exc)
 
     def _orphan_token(self) -> Any:
         gen = self._gen
         return gen if self._slow_after is None else (gen, self._now())
 
-    def _outcome(self, token: Any, *, failed: bool) -> None:
+    def _outcome(self, token: Any, *, failed: bool, failure: object = None) -> None:
         if self._slow_after is None:
-            self._record(token, failed=failed)
+            self._record(token, failed=failed, failure=failure)
         else:
             gen, start = token
-            self._record(gen, failed=failed, slow=self._now() - start >= self._slow_after)
+            slow = self._now() - start >= self._slow_after
+            self._record(gen, failed=failed, slow=slow, failure=failure)
 
     def _release(self, token: Any) -> None:
         BreakerBase._release(self, token if self._slow_after is None else token[0])
@@ -467,6 +491,8 @@ class SlidingWindowBreaker(BreakerBase):
                 last_change=self._changed_at,
                 open_reason=self._open_reason,
                 retry_after=self._retry_after_locked(),
+                open_timeout=self._open_timeout,
+                last_failure=self._last_failure,
             )
 
     def __repr__(self) -> str:
