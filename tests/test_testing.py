@@ -1,5 +1,5 @@
-"""resilio.testing: instant mode skips retries' sleeps, caps their tries, nests, holds
-across threads, and changes nothing until a test turns it on.
+"""resilio.testing: instant mode skips retries' sleeps, caps their tries, keeps breakers
+closed, nests, holds across threads, and changes nothing until a test turns it on.
 
 Every test leaves the switch off (an autouse fixture checks and clears it), so a
 failure here cannot leak instant mode into other test files.
@@ -19,13 +19,17 @@ from hypothesis import strategies as st
 
 import resilio
 from resilio import (
+    CircuitBreaker,
+    CircuitState,
     Event,
     EventBus,
     ManualClock,
     Retry,
     RetryExhausted,
     RetryScheduled,
+    SlidingWindowBreaker,
     backoff,
+    compose,
     retry,
     testing,
 )
@@ -457,3 +461,56 @@ class TestNestingModel:
         nest(0)
         assert not is_instant()
         assert clock.monotonic() == 0.0
+
+
+class TestBreakers:
+    """Under instant mode breakers stay closed, so tests of failures do not trip them."""
+
+    def test_a_circuit_breaker_stays_closed(self, clock: ManualClock) -> None:
+        """Failures past the threshold leave it closed under instant(); after, one trips it."""
+        breaker = CircuitBreaker(failure_threshold=1, clock=clock, bus=EventBus())
+        failing = Failing()
+        with instant():
+            for _ in range(5):
+                with pytest.raises(Boom):
+                    breaker.call(failing)
+            assert breaker.state is CircuitState.CLOSED
+        assert failing.calls == 5
+        with pytest.raises(Boom):
+            breaker.call(failing)
+        assert breaker.snapshot().state is CircuitState.OPEN
+
+    def test_a_sliding_window_breaker_stays_closed(self, clock: ManualClock) -> None:
+        """A failure rate past the threshold leaves a sliding-window breaker closed."""
+        breaker = SlidingWindowBreaker(window_size=4, min_calls=2, clock=clock, bus=EventBus())
+        with instant():
+            for _ in range(10):
+                with pytest.raises(Boom):
+                    breaker.call(Failing())
+            assert breaker.state is CircuitState.CLOSED
+
+    def test_retry_around_a_breaker_reaches_the_dependency_every_try(
+        self, rclock: RecordingClock
+    ) -> None:
+        """compose(Retry, CircuitBreaker) under instant(): every try reaches the dependency,
+        no try is rejected, nothing sleeps."""
+        failing = Failing()
+        guarded = compose(
+            Retry(attempts=6, clock=rclock, bus=EventBus()),
+            CircuitBreaker(failure_threshold=2, clock=rclock, bus=EventBus()),
+        )(failing)
+        with instant(), pytest.raises(Boom):
+            guarded()
+        assert failing.calls == 6
+        assert rclock.sleeps == []
+
+    @pytest.mark.anyio
+    async def test_async_breaker_stays_closed(self, clock: ManualClock) -> None:
+        """The same for an async call, on asyncio and trio."""
+        breaker = CircuitBreaker(failure_threshold=1, clock=clock, bus=EventBus())
+        failing = Failing()
+        with instant():
+            for _ in range(3):
+                with pytest.raises(Boom):
+                    await breaker.call_async(failing.acall)
+        assert breaker.state is CircuitState.CLOSED
