@@ -1,10 +1,12 @@
 """Both breakers against a short reference model written from API.md.
 
 Hypothesis drives a real breaker (through ``call()``, the decorator and ``with``) and a
-pure-Python model side by side: calls that succeed, fail, raise an ignored error or
-raise an error outside ``failure_on``, calls that take virtual time, caller-recorded
-outcomes, ``force_open()``, ``reset()`` and clock jumps. After every step the state,
-rejections, ``retry_after``, counters and published events must agree.
+pure-Python model side by side: calls that succeed, fail, return a result ``failure_if``
+counts as a failure, raise an ignored error or raise an error outside ``failure_on``,
+calls that take virtual time, caller-recorded outcomes, ``force_open()``, ``reset()``
+and clock jumps, with an open timeout that may grow (``open_timeout_max``). After every
+step the state, rejections, ``retry_after``, the open timeout, ``last_failure``,
+counters and published events must agree.
 
 All clock values are multiples of 0.5 s, so time arithmetic is exact.
 """
@@ -59,23 +61,43 @@ class Other(Exception):
 
 RAISES: dict[str, type[Exception] | None] = {
     "ok": None,
+    "bad": None,  # returns BAD, which failure_if counts as a failure
     "fail": Failure,
     "ignored": Ignored,
     "other": Other,
 }
+BAD = "bad result"
+
+
+def is_bad(result: object) -> bool:
+    """The breakers' failure_if."""
+    return result == BAD
+
+
 OUTCOMES = st.sampled_from(list(RAISES))
 FORMS = st.sampled_from(["call", "decorator", "with"])
 TOOK = st.one_of(st.just(0.0), st.sampled_from([0.5, 1.0, 2.0, 3.0, 12.0]))
 JUMPS = st.sampled_from([0.0, 0.5, 1.0, 2.5, 4.5, 5.0, 9.5, 10.0, 30.0])
 TIMEOUTS = st.sampled_from([5.0, 10.0])
+GROWTH = st.sampled_from([None, 1, 2, 3, 8])  # open_timeout_max as a multiple, or None
 
 
 class Model:
     """The state machine both breakers share, from API.md; subclasses judge CLOSED."""
 
-    def __init__(self, *, success_threshold: int, open_timeout: float, now: float) -> None:
+    def __init__(
+        self,
+        *,
+        success_threshold: int,
+        open_timeout: float,
+        open_timeout_max: float | None,
+        now: float,
+    ) -> None:
         self.success_threshold = success_threshold
+        self.base_timeout = open_timeout
         self.open_timeout = open_timeout
+        self.open_timeout_max = open_timeout if open_timeout_max is None else open_timeout_max
+        self.last_failure: object = None
         self.state = CLOSED
         self.successes = 0
         self.open_until = 0.0
@@ -94,6 +116,8 @@ class Model:
         self.events.append(
             CircuitStateChanged(source=NAME, at=now, old=self.state, new=new, reason=reason)
         )
+        if new is OPEN and self.state is HALF_OPEN and not self.forced:
+            self.open_timeout = min(2 * self.open_timeout, self.open_timeout_max)
         self.state = new
         self.last_change = now
         self.successes = 0
@@ -103,6 +127,7 @@ class Model:
         elif new is CLOSED:
             self.clear()
             self.open_reason = None
+            self.open_timeout = self.base_timeout
 
     def admit(self, now: float) -> tuple[bool, float | None]:
         """Whether a call is admitted now, and the rejection's retry_after if not."""
@@ -116,7 +141,11 @@ class Model:
             self.move(HALF_OPEN, "open_timeout_elapsed", now)
         return True, None
 
-    def outcome(self, now: float, *, failed: bool, slow: bool = False) -> None:
+    def outcome(
+        self, now: float, *, failed: bool, slow: bool = False, failure: object = None
+    ) -> None:
+        if failed and self.state is not OPEN:
+            self.last_failure = failure
         if self.state is CLOSED:
             reason = self.closed_outcome(now, failed, slow)
             if reason is not None:
@@ -137,6 +166,7 @@ class Model:
 
     def reset(self, now: float) -> None:
         self.forced = False
+        self.last_failure = None
         if self.state is CLOSED:
             self.clear()
         else:
@@ -262,7 +292,7 @@ class BreakerMachine(RuleBasedStateMachine):
             self.clock.advance(took)
             if raises is not None:
                 raise raises(outcome)
-            return "ok"
+            return BAD if outcome == "bad" else "ok"
 
         def run() -> str:
             if form == "call":
@@ -274,20 +304,26 @@ class BreakerMachine(RuleBasedStateMachine):
 
         caught: Exception | None = None
         try:
-            assert run() == "ok"
+            assert run() == (BAD if outcome == "bad" else "ok")  # a bad result still returns
         except (CircuitOpenError, Failure, Ignored, Other) as error:
             caught = error
         if isinstance(caught, CircuitOpenError):
             assert not admitted
             assert caught.retry_after == retry_after
+            assert caught.last_failure is self.model.last_failure
             assert not ran
             return
         assert admitted
         assert (caught is None) if raises is None else (type(caught) is raises)
         assert ran == [took]
         if outcome != "ignored":
+            # A with block has no result: failure_if is not asked there.
+            judged_bad = outcome == "bad" and form != "with"
             self.model.outcome(
-                self.clock.monotonic(), failed=outcome == "fail", slow=self.is_slow(took)
+                self.clock.monotonic(),
+                failed=outcome == "fail" or judged_bad,
+                slow=self.is_slow(took),
+                failure=caught if outcome == "fail" else BAD,
             )
 
     @rule(seconds=JUMPS)
@@ -323,6 +359,8 @@ class BreakerMachine(RuleBasedStateMachine):
         assert snap.retry_after == model.retry_after(now)
         assert snap.open_reason == model.open_reason
         assert snap.last_change == model.last_change
+        assert snap.open_timeout == model.open_timeout
+        assert snap.last_failure is model.last_failure
         assert snap.half_open_calls == 0
         if model.state is HALF_OPEN:
             assert snap.consecutive_successes == model.successes
@@ -341,6 +379,7 @@ class CircuitBreakerMachine(BreakerMachine):
         rate_threshold=st.sampled_from([0.1, 0.19, 0.3, 0.5, 0.9, 1.0]),
         success_threshold=st.integers(1, 3),
         open_timeout=TIMEOUTS,
+        growth=GROWTH,
     )
     def build(
         self,
@@ -348,14 +387,18 @@ class CircuitBreakerMachine(BreakerMachine):
         rate_threshold: float,
         success_threshold: int,
         open_timeout: float,
+        growth: int | None,
     ) -> None:
+        longest = None if growth is None else growth * open_timeout
         self.breaker = CircuitBreaker(
             name=NAME,
             failure_threshold=failure_threshold,
             failure_rate_threshold=rate_threshold,
             success_threshold=success_threshold,
             open_timeout=open_timeout,
+            open_timeout_max=longest,
             failure_on=Failure,
+            failure_if=is_bad,
             ignore=Ignored,
             clock=self.clock,
             bus=self.bus,
@@ -365,6 +408,7 @@ class CircuitBreakerMachine(BreakerMachine):
             rate_threshold=rate_threshold,
             success_threshold=success_threshold,
             open_timeout=open_timeout,
+            open_timeout_max=longest,
             now=self.clock.monotonic(),
         )
 
@@ -388,6 +432,7 @@ class SlidingMachine(BreakerMachine):
         slow_threshold=st.sampled_from([0.25, 0.5, 1.0]),
         success_threshold=st.integers(1, 3),
         open_timeout=TIMEOUTS,
+        growth=GROWTH,
     )
     def build(
         self,
@@ -398,7 +443,9 @@ class SlidingMachine(BreakerMachine):
         slow_threshold: float,
         success_threshold: int,
         open_timeout: float,
+        growth: int | None,
     ) -> None:
+        longest = None if growth is None else growth * open_timeout
         window_size = data.draw(st.integers(1, 8), label="window_size")
         if self.time_based:
             window_duration = data.draw(st.sampled_from([5.0, 10.0, 20.0]), label="duration")
@@ -419,7 +466,9 @@ class SlidingMachine(BreakerMachine):
             slow_call_duration=slow_after,
             success_threshold=success_threshold,
             open_timeout=open_timeout,
+            open_timeout_max=longest,
             failure_on=Failure,
+            failure_if=is_bad,
             ignore=Ignored,
             clock=self.clock,
             bus=self.bus,
@@ -433,6 +482,7 @@ class SlidingMachine(BreakerMachine):
             slow_threshold=slow_threshold,
             success_threshold=success_threshold,
             open_timeout=open_timeout,
+            open_timeout_max=longest,
             now=self.clock.monotonic(),
         )
 
