@@ -3,7 +3,8 @@
 The application below retries on the system clock with long delays, as production
 code does; it knows nothing about tests. The test functions turn on
 ``resilio.testing.instant()`` and its retries skip their sleeps: the whole file runs
-in a moment (without instant mode, the first test alone would sleep over a minute).
+in a moment (without instant mode, the first test alone would sleep over a minute),
+and breakers stay closed.
 They are test functions as you would write them for pytest, run here as a script.
 
 Run it with ``python examples/testing_instant.py``, or copy the functions into a test
@@ -13,12 +14,13 @@ module and run ``pytest``.
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from importlib.util import find_spec
 
 import anyio
 import anyio.lowlevel
 
-from resilio import EventBus, Retry, RetryScheduled, retry
+from resilio import CircuitBreaker, CircuitState, EventBus, Retry, RetryScheduled, retry
 from resilio.testing import instant, is_instant, set_instant
 
 # -- the application: nothing here knows about tests ---------------------------------
@@ -121,6 +123,24 @@ def test_timeout_still_ends_an_unbounded_retry() -> None:
     # --8<-- [end:timeout]
 
 
+# --8<-- [start:breaker]
+def test_breaker_stays_closed() -> None:
+    """Failures that would open a breaker leave it closed, so the next test is not
+    rejected by what this one did."""
+    breaker = CircuitBreaker(failure_threshold=2)
+
+    @breaker
+    def charge() -> None:
+        raise ConnectionError("payments down")
+
+    with instant():
+        for _ in range(5):
+            with suppress(ConnectionError):
+                charge()
+    assert breaker.state is CircuitState.CLOSED
+    # --8<-- [end:breaker]
+
+
 # --8<-- [start:switch]
 def test_set_instant_for_a_whole_suite() -> None:
     """set_instant(True) in a fixture's setup, set_instant(False) in its teardown."""
@@ -139,6 +159,7 @@ def main() -> None:
         test_fetch_gives_up,
         test_events_still_published,
         test_timeout_still_ends_an_unbounded_retry,
+        test_breaker_stays_closed,
         test_set_instant_for_a_whole_suite,
     ):
         test()
