@@ -10,7 +10,7 @@ import contextlib
 import math
 import pickle
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -31,8 +31,10 @@ from resilio import (
     RateLimitExceeded,
     RejectedError,
     ResilioError,
+    SlidingWindowBreaker,
     TokenBucket,
 )
+from resilio._instant import SWITCH
 
 CLOSED = CircuitState.CLOSED
 OPEN = CircuitState.OPEN
@@ -1818,3 +1820,494 @@ class TestConstructionErrors:
         """A timedelta is checked like seconds."""
         with pytest.raises(ValueError, match="'open_timeout'"):
             CircuitBreaker(open_timeout=timedelta(0))
+
+
+# -- results counted as failures, the last failure, growing open timeouts, instant mode --
+
+
+class Response:
+    """A stand-in for an HTTP response."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status}]>"
+
+
+def unavailable(response: Response) -> bool:
+    return response.status == 503
+
+
+BREAKER_KINDS = ["circuit", "sliding"]
+
+
+@pytest.fixture(params=BREAKER_KINDS)
+def make_any(
+    request: pytest.FixtureRequest, clock: ManualClock, bus: EventBus
+) -> Callable[..., Any]:
+    """Build either breaker so that two failures in a row open it, and one success closes it."""
+
+    def factory(**options: Any) -> Any:
+        options.setdefault("name", "any")
+        options.setdefault("success_threshold", 1)
+        options.setdefault("open_timeout", 10.0)
+        if request.param == "circuit":
+            return CircuitBreaker(failure_threshold=2, clock=clock, bus=bus, **options)
+        options.setdefault("window_size", 2)
+        return SlidingWindowBreaker(
+            min_calls=2, failure_rate_threshold=1.0, clock=clock, bus=bus, **options
+        )
+
+    return factory
+
+
+@pytest.fixture
+def instant_mode() -> Iterator[None]:
+    """Instant mode for the test; off again afterwards, whatever happens."""
+    SWITCH.push(None)
+    try:
+        yield
+    finally:
+        SWITCH.clear()
+
+
+class TestFailureIf:
+    """failure_if counts returned results as failures; the caller still gets them."""
+
+    def test_decorator_and_call_count_bad_results(self, make_any: Callable[..., Any]) -> None:
+        """Two 503 responses open the breaker, through the decorator and call()."""
+        breaker = make_any(failure_if=unavailable)
+        bad = Response(503)
+        fetch = breaker(lambda: bad)
+        assert fetch() is bad
+        assert breaker.state is CLOSED
+        assert breaker.call(lambda: bad) is bad
+        assert breaker.state is OPEN
+        assert breaker.snapshot().last_failure is bad
+
+    def test_good_results_are_successes(self, make_any: Callable[..., Any]) -> None:
+        """A result the predicate rejects counts as a success between two bad ones."""
+        breaker = make_any(failure_if=unavailable)
+        for status in [503, 200, 503, 200, 503]:
+            breaker.call(Response, status)
+        assert breaker.state is CLOSED
+
+    @pytest.mark.anyio
+    async def test_async_forms(self, make_any: Callable[..., Any]) -> None:
+        """The async decorator and call_async judge results too."""
+        breaker = make_any(failure_if=unavailable)
+        bad = Response(503)
+
+        async def fetch() -> Response:
+            return bad
+
+        assert await breaker(fetch)() is bad
+        assert await breaker.call_async(fetch) is bad
+        assert breaker.state is OPEN
+        with pytest.raises(CircuitOpenError) as info:
+            await breaker(fetch)()
+        assert info.value.last_failure is bad
+
+    def test_with_block_has_no_result(self, make_any: Callable[..., Any]) -> None:
+        """A with block cannot be judged: its clean exits are successes."""
+        breaker = make_any(failure_if=lambda result: True)
+        for _ in range(3):
+            with breaker:
+                pass
+        assert breaker.state is CLOSED
+
+    def test_bad_result_probe_reopens(
+        self, make_any: Callable[..., Any], clock: ManualClock
+    ) -> None:
+        """A half-open probe that returns a bad result opens the breaker again."""
+        breaker = make_any(failure_if=unavailable)
+        breaker.record_failure()
+        breaker.record_failure()
+        clock.advance(10)
+        assert breaker.call(Response, 503).status == 503
+        assert breaker.state is OPEN
+        assert breaker.snapshot().open_reason == "probe_failed"
+
+    def test_predicate_that_raises_counts_a_failure(
+        self, make_any: Callable[..., Any], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A failure_if that raises is logged; the call counts as failed and still returns."""
+
+        def broken(result: object) -> bool:
+            raise KeyError("status")
+
+        breaker = make_any(failure_if=broken)
+        with caplog.at_level("ERROR", logger="resilio"):
+            assert breaker.call(succeed) == "ok"
+            assert breaker(succeed)() == "ok"
+        assert breaker.state is OPEN
+        assert breaker.snapshot().last_failure == "ok"
+        assert "failure_if raised" in caplog.text
+        assert "KeyError" in caplog.text
+
+    def test_predicate_interrupted_gives_back_the_probe(
+        self, make_any: Callable[..., Any], clock: ManualClock
+    ) -> None:
+        """A BaseException from failure_if propagates and frees the probe slot."""
+
+        def interrupted(result: object) -> bool:
+            raise KeyboardInterrupt
+
+        breaker = make_any(failure_if=interrupted)
+        breaker.record_failure()
+        breaker.record_failure()
+        clock.advance(10)
+        with pytest.raises(KeyboardInterrupt):
+            breaker.call(succeed)
+        assert breaker.state is HALF_OPEN
+        assert breaker.snapshot().half_open_calls == 0
+
+    @pytest.mark.parametrize(
+        ("value", "words"),
+        [
+            (ValueError, "failure_on"),
+            ((ValueError,), "failure_on"),
+            ([ValueError], "failure_on"),
+            (503, "callable"),
+            ("503", "callable"),
+        ],
+    )
+    def test_refuses_what_is_not_a_predicate(
+        self, make_any: Callable[..., Any], value: Any, words: str
+    ) -> None:
+        """Exception types or a non-callable fail at construction, naming failure_if."""
+        with pytest.raises(TypeError, match="failure_if") as info:
+            make_any(failure_if=value)
+        assert words in str(info.value)
+        assert repr(value) in str(info.value)
+
+    def test_refuses_an_async_predicate(self, make_any: Callable[..., Any]) -> None:
+        """An async predicate would never be awaited: refused at construction."""
+
+        async def judge(result: object) -> bool:
+            return True
+
+        with pytest.raises(TypeError, match="'failure_if' must be a plain function"):
+            make_any(failure_if=judge)
+
+    def test_counts_from_threads(self, clock: ManualClock, bus: EventBus) -> None:
+        """Eight threads: every bad result is counted once, every good one once."""
+        breaker = SlidingWindowBreaker(
+            window_size=2000, min_calls=2000, failure_if=unavailable, clock=clock, bus=bus
+        )
+        fetch = breaker(Response)
+        start = threading.Barrier(8)
+
+        def worker(index: int) -> None:
+            start.wait()
+            for call in range(200):
+                status = 503 if (index + call) % 2 else 200
+                (fetch if call % 3 else lambda s: breaker.call(Response, s))(status)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        snap = breaker.snapshot()
+        assert (snap.calls, snap.failed_calls) == (1600, 800)
+
+
+class TestLastFailure:
+    """snapshot().last_failure and CircuitOpenError.last_failure."""
+
+    def test_none_until_a_failure(self, make_any: Callable[..., Any]) -> None:
+        """A new breaker, and one with successes only, has no last failure."""
+        breaker = make_any()
+        assert breaker.snapshot().last_failure is None
+        breaker.call(succeed)
+        assert breaker.snapshot().last_failure is None
+
+    def test_rejections_carry_the_exception(self, make_any: Callable[..., Any]) -> None:
+        """Each form's rejection carries the exception that last counted, traceback included."""
+        breaker = make_any()
+        errors = [Boom("first"), Boom("second")]
+        for error in errors:
+            with pytest.raises(Boom):
+                breaker.call(_raise, error)
+        assert breaker.snapshot().last_failure is errors[1]
+        assert errors[1].__traceback__ is not None
+        rejections = []
+        for form in (lambda: breaker.call(succeed), breaker(succeed), lambda: _in_block(breaker)):
+            with pytest.raises(CircuitOpenError) as info:
+                form()
+            rejections.append(info.value)
+        assert all(r.last_failure is errors[1] for r in rejections)
+        assert "last failure: Boom('second')" in str(rejections[0])
+
+    def test_what_does_not_count_leaves_it(self, make_any: Callable[..., Any]) -> None:
+        """Ignored errors, errors outside failure_on and resilio's rejections leave it."""
+        breaker = make_any(failure_on=Boom, ignore=KeyError)
+        first = Boom("counted")
+        with pytest.raises(Boom):
+            breaker.call(_raise, first)
+        for error in (KeyError("ignored"), ValueError("success"), RejectedError("inner")):
+            with pytest.raises(type(error)):
+                breaker.call(_raise, error)
+        assert breaker.snapshot().last_failure is first
+
+    def test_stale_outcome_leaves_it(self, make_any: Callable[..., Any]) -> None:
+        """A failure from a call admitted before a reset is not counted, nor kept."""
+        breaker = make_any()
+
+        def admitted_then_reset() -> None:
+            with breaker:
+                breaker.reset()
+                raise Boom
+
+        with pytest.raises(Boom):
+            admitted_then_reset()
+        assert breaker.snapshot().last_failure is None
+
+    def test_record_failure_and_reset(self, make_any: Callable[..., Any]) -> None:
+        """record_failure(x) keeps x, record_failure() keeps None, reset() clears it."""
+        breaker = make_any()
+        response = Response(500)
+        breaker.record_failure(response)
+        assert breaker.snapshot().last_failure is response
+        breaker.record_failure()
+        assert breaker.snapshot().last_failure is None
+        breaker.record_failure(response)
+        breaker.reset()
+        assert breaker.snapshot().last_failure is None
+
+    def test_half_open_rejection_carries_it(
+        self, make_any: Callable[..., Any], clock: ManualClock
+    ) -> None:
+        """A rejection for want of a probe slot carries it too."""
+        breaker = make_any()
+        error = Boom("down")
+        breaker.record_failure(error)
+        breaker.record_failure(error)
+        clock.advance(10)
+        with breaker:
+            with pytest.raises(CircuitOpenError) as info:
+                breaker.call(succeed)
+            assert info.value.half_open
+            assert info.value.last_failure is error
+
+    def test_kept_after_closing(self, make_any: Callable[..., Any], clock: ManualClock) -> None:
+        """Recovering keeps the last failure: it is still the last one there was."""
+        breaker = make_any()
+        error = Boom("down")
+        breaker.record_failure(error)
+        breaker.record_failure(error)
+        clock.advance(10)
+        breaker.call(succeed)
+        assert breaker.state is CLOSED
+        assert breaker.snapshot().last_failure is error
+
+
+class TestOpenTimeoutMax:
+    """open_timeout_max: the open timeout doubles after each failed probe."""
+
+    def reopen(self, breaker: Any, clock: ManualClock) -> float:
+        """Wait out the open timeout, fail the probe; return the new retry_after."""
+        clock.advance(breaker.snapshot().retry_after)
+        with pytest.raises(Boom):
+            breaker.call(fail)
+        assert breaker.state is OPEN
+        with pytest.raises(CircuitOpenError) as info:
+            breaker.call(succeed)
+        assert info.value.retry_after == breaker.snapshot().retry_after
+        return float(breaker.snapshot().open_timeout)
+
+    def test_doubles_up_to_the_maximum_and_resets_on_close(
+        self, make_any: Callable[..., Any], clock: ManualClock
+    ) -> None:
+        """10, 20, 40, 60, 60 ... and 10 again once a probe closes it."""
+        breaker = make_any(open_timeout=10.0, open_timeout_max=60.0)
+        open_breaker(breaker)
+        assert breaker.snapshot().open_timeout == 10.0
+        assert breaker.snapshot().retry_after == 10.0
+        assert [self.reopen(breaker, clock) for _ in range(4)] == [20.0, 40.0, 60.0, 60.0]
+        assert breaker.snapshot().retry_after == 60.0
+        clock.advance(60)
+        breaker.call(succeed)
+        assert breaker.state is CLOSED
+        assert breaker.snapshot().open_timeout == 10.0
+        open_breaker(breaker)
+        assert breaker.snapshot().retry_after == 10.0
+
+    def test_reset_brings_it_back(self, make_any: Callable[..., Any], clock: ManualClock) -> None:
+        """reset() closes the breaker and the timeout starts over."""
+        breaker = make_any(open_timeout=10.0, open_timeout_max=timedelta(minutes=5))
+        open_breaker(breaker)
+        self.reopen(breaker, clock)
+        breaker.reset()
+        assert breaker.snapshot().open_timeout == 10.0
+
+    def test_fixed_without_a_maximum(
+        self, make_any: Callable[..., Any], clock: ManualClock
+    ) -> None:
+        """Without open_timeout_max a failed probe waits open_timeout again."""
+        breaker = make_any(open_timeout=10.0)
+        open_breaker(breaker)
+        assert [self.reopen(breaker, clock) for _ in range(2)] == [10.0, 10.0]
+
+    def test_force_open_does_not_grow_it(
+        self, make_any: Callable[..., Any], clock: ManualClock
+    ) -> None:
+        """Forcing a half-open breaker open is not a failed probe."""
+        breaker = make_any(open_timeout=10.0, open_timeout_max=60.0)
+        open_breaker(breaker)
+        clock.advance(10)
+        with breaker:
+            breaker.force_open()
+        assert breaker.snapshot().open_timeout == 10.0
+
+    def test_hung_probe_waits_the_current_timeout(
+        self, make_any: Callable[..., Any], clock: ManualClock
+    ) -> None:
+        """A probe is presumed hung after the open timeout now in force, not the first one."""
+        breaker = make_any(open_timeout=10.0, open_timeout_max=60.0)
+        open_breaker(breaker)
+        assert self.reopen(breaker, clock) == 20.0
+        clock.advance(20)
+        with breaker:  # the probe hangs
+            clock.advance(15)
+            with pytest.raises(CircuitOpenError):
+                breaker.call(succeed)
+            clock.advance(5)
+            breaker.call(succeed)  # a fresh probe, which closes the breaker
+        assert breaker.state is CLOSED
+
+    @pytest.mark.parametrize(
+        ("longest", "error"),
+        [
+            (5.0, ValueError),
+            (timedelta(seconds=9), ValueError),
+            (0.0, ValueError),
+            (math.nan, ValueError),
+            ("60", TypeError),
+        ],
+    )
+    def test_refuses_bad_values(
+        self, make_any: Callable[..., Any], longest: Any, error: type[Exception]
+    ) -> None:
+        """Below open_timeout, not positive, NaN or not a number: refused, naming it."""
+        with pytest.raises(error, match="open_timeout_max"):
+            make_any(open_timeout=10.0, open_timeout_max=longest)
+
+    def test_message_names_both(self, make_any: Callable[..., Any]) -> None:
+        """The message says which two options disagree, with their values."""
+        with pytest.raises(ValueError, match="open_timeout") as info:
+            make_any(open_timeout=10.0, open_timeout_max=5.0)
+        assert "open_timeout=10.0" in str(info.value)
+        assert "open_timeout_max=5.0" in str(info.value)
+
+    def test_equal_to_open_timeout_is_fine(self, make_any: Callable[..., Any]) -> None:
+        """open_timeout_max == open_timeout is accepted (it never grows)."""
+        make_any(open_timeout=10.0, open_timeout_max=10.0)
+
+
+@pytest.mark.usefixtures("instant_mode")
+class TestInstantMode:
+    """Under instant mode breakers stay closed."""
+
+    def test_failures_never_open_it(
+        self, make_any: Callable[..., Any], events: list[Event]
+    ) -> None:
+        """Any number of failures: every call runs, and no state change is published."""
+        breaker = make_any()
+        ran = []
+        for _ in range(7):
+            with pytest.raises(Boom):
+                breaker.call(lambda: ran.append(1) or fail())
+        assert breaker.state is CLOSED
+        assert len(ran) == 7
+        assert changes(events) == []
+        assert isinstance(breaker.snapshot().last_failure, Boom)
+
+    def test_not_on_the_brink_when_it_ends(self, make_any: Callable[..., Any]) -> None:
+        """The counts start over after each trip it stops, so one failure later is not enough."""
+        breaker = make_any()
+        drive(breaker, "FF")
+        SWITCH.clear()
+        drive(breaker, "F")
+        assert breaker.state is CLOSED
+        drive(breaker, "F")
+        assert breaker.state is OPEN
+
+    @pytest.mark.parametrize("form", ["call", "decorator", "with"])
+    def test_an_open_breaker_lets_calls_through(
+        self, make_any: Callable[..., Any], clock: ManualClock, form: str
+    ) -> None:
+        """Opened before instant mode: calls run uncounted, and it is open again afterwards."""
+        breaker = make_any()
+        SWITCH.clear()
+        open_breaker(breaker)
+        SWITCH.push(None)
+        calls = {
+            "call": lambda: breaker.call(succeed),
+            "decorator": breaker(succeed),
+            "with": lambda: _in_block(breaker),
+        }
+        assert calls[form]() == "ok"
+        with pytest.raises(Boom):
+            breaker.call(fail)
+        assert breaker.state is OPEN
+        SWITCH.pop()
+        with pytest.raises(CircuitOpenError):
+            calls[form]()
+
+    @pytest.mark.anyio
+    async def test_async_forms_pass_an_open_breaker(self, make_any: Callable[..., Any]) -> None:
+        """The async decorator, call_async and async with pass too."""
+        breaker = make_any()
+        SWITCH.clear()
+        open_breaker(breaker)
+        SWITCH.push(None)
+
+        async def work() -> str:
+            return "ok"
+
+        assert await breaker(work)() == "ok"
+        assert await breaker.call_async(work) == "ok"
+        async with breaker:
+            pass
+        assert breaker.state is OPEN
+
+    def test_forced_open_stays_forced(self, make_any: Callable[..., Any]) -> None:
+        """force_open() is the test's own choice: it still rejects."""
+        breaker = make_any()
+        breaker.force_open()
+        with pytest.raises(CircuitOpenError):
+            breaker.call(succeed)
+        with pytest.raises(CircuitOpenError):
+            breaker(succeed)()
+
+    def test_failed_probe_does_not_reopen(
+        self, make_any: Callable[..., Any], clock: ManualClock
+    ) -> None:
+        """Half-open when the mode starts: a failed probe leaves it half-open, slot freed."""
+        breaker = make_any(open_timeout=10.0, open_timeout_max=40.0)
+        SWITCH.clear()
+        open_breaker(breaker)
+        SWITCH.push(None)
+        clock.advance(10)
+        with pytest.raises(Boom):
+            breaker.call(fail)
+        assert breaker.state is HALF_OPEN
+        assert breaker.snapshot().half_open_calls == 0
+        assert breaker.snapshot().open_timeout == 10.0
+        breaker.call(succeed)
+        assert breaker.state is CLOSED
+
+    def test_bad_results_never_open_it(self, make_any: Callable[..., Any]) -> None:
+        """failure_if's failures are stopped the same way."""
+        breaker = make_any(failure_if=unavailable)
+        for _ in range(5):
+            breaker.call(Response, 503)
+        assert breaker.state is CLOSED
+
+
+def _in_block(breaker: Any) -> str:
+    with breaker:
+        return succeed()
