@@ -189,3 +189,70 @@ class TestMisuseError:
         clone = pickle.loads(pickle.dumps(MisuseError("use call_async()")))
         assert type(clone) is MisuseError
         assert str(clone) == "use call_async()"
+
+
+class Unpicklable(Exception):
+    """Pickles, but cannot be rebuilt: its __init__ wants two arguments."""
+
+    def __init__(self, a: object, b: object) -> None:
+        super().__init__(a)
+
+
+class TestLastFailure:
+    """A rejection carries the breaker's last failure, and still pickles."""
+
+    def test_constructor_and_message(self) -> None:
+        """last_failure is kept, shown in str() and repr(), None by default."""
+        cause = ConnectionError("refused")
+        error = CircuitOpenError("db", 2.5, last_failure=cause)
+        assert error.last_failure is cause
+        assert (
+            str(error)
+            == "'db' is open; retry after 2.500s; last failure: ConnectionError('refused')"
+        )
+        assert repr(error) == "CircuitOpenError('db', 2.5, last_failure=ConnectionError('refused'))"
+        assert CircuitOpenError("db", 2.5).last_failure is None
+        assert repr(CircuitOpenError("db", 2.5)) == "CircuitOpenError('db', 2.5)"
+
+    def test_built_like_the_hot_path(self) -> None:
+        """__new__ with (name, retry_after, last_failure) reads back each part."""
+        error = CircuitOpenError.__new__(CircuitOpenError, "db", 1.0, "a 503")
+        assert (error.name, error.retry_after, error.last_failure) == ("db", 1.0, "a 503")
+        assert not error.half_open
+
+    @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+    def test_kept_when_it_pickles(self, protocol: int) -> None:
+        """A picklable last failure makes the trip, with the flag and any notes."""
+        error = CircuitOpenError("db", None, half_open=True, last_failure=KeyError("k"))
+        error.add_note("while fetching")
+        clone = pickle.loads(pickle.dumps(error, protocol=protocol))
+        assert type(clone.last_failure) is KeyError
+        assert clone.last_failure.args == ("k",)
+        assert clone.half_open
+        assert clone.__notes__ == ["while fetching"]
+
+    @pytest.mark.parametrize(
+        "cause", [Unpicklable(1, 2), ValueError(lambda: None)], ids=["rebuild", "dump"]
+    )
+    def test_dropped_when_it_does_not(self, cause: Exception) -> None:
+        """A last failure that cannot be pickled or rebuilt is left behind, as None."""
+        error = CircuitOpenError("db", 3.0, last_failure=cause)
+        clone = pickle.loads(pickle.dumps(error))
+        assert clone.last_failure is None
+        assert (clone.name, clone.retry_after) == ("db", 3.0)
+        assert error.last_failure is cause  # the original is untouched
+
+    def test_raised_by_an_open_breaker(self) -> None:
+        """The rejection of an open breaker pickles with the error that opened it."""
+        breaker = CircuitBreaker(failure_threshold=1, clock=ManualClock(), bus=EventBus())
+
+        def fail() -> None:
+            raise ConnectionError("refused")
+
+        with pytest.raises(ConnectionError):
+            breaker.call(fail)
+        with pytest.raises(CircuitOpenError) as info:
+            breaker.call(fail)
+        clone = pickle.loads(pickle.dumps(info.value))
+        assert isinstance(clone.last_failure, ConnectionError)
+        assert clone.retry_after == info.value.retry_after
