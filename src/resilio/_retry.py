@@ -839,7 +839,7 @@ class Retry:
 
 def _describe(fn: object) -> str:
     """A function by its qualified name, anything else (a schedule) by its repr."""
-    return cast("str", fn.__qualname__) if inspect.isfunction(fn) else repr(fn)
+    return fn.__qualname__ if inspect.isfunction(fn) else repr(fn)
 
 
 def check_callable(fn: object, *, owner: str, want_async: bool | None = None) -> None:
