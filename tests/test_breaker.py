@@ -2039,7 +2039,7 @@ class TestLastFailure:
                 form()
             rejections.append(info.value)
         assert all(r.last_failure is errors[1] for r in rejections)
-        assert "last failure: Boom('second')" in str(rejections[0])
+        assert "last_failure=Boom('second')" in repr(rejections[0])
 
     def test_what_does_not_count_leaves_it(self, make_any: Callable[..., Any]) -> None:
         """Ignored errors, errors outside failure_on and resilio's rejections leave it."""

@@ -129,11 +129,6 @@ class CircuitOpenError(RejectedError):
             return "is half-open and its probe slots are taken"
         return "is open"
 
-    def __str__(self) -> str:
-        text = RejectedError.__str__(self)
-        last_failure = self.last_failure
-        return text if last_failure is None else f"{text}; last failure: {last_failure!r}"
-
     def __repr__(self) -> str:
         parts = [repr(self.name), repr(self.retry_after)]
         if self.half_open:
