@@ -1038,3 +1038,87 @@ class TestQuietSuccess:
         assert breaker.snapshot().consecutive_failures == 0
         await breaker.call_async(fail_once)
         assert breaker.snapshot().consecutive_failures == 0
+
+
+class TestJudgedResults:
+    """A guard with failure_if gets wrappers of its own; the others never ask about results."""
+
+    @pytest.mark.parametrize("kind", [CircuitBreaker, SlidingWindowBreaker])
+    def test_wrapper_chosen_when_decorating(self, kind: type[Breaker]) -> None:
+        """Only a breaker with failure_if hands results to _on_result."""
+
+        async def work() -> None:
+            pass
+
+        plain, judged = kind(), kind(failure_if=lambda result: False)
+        for fn in (noop, work):
+            assert "_on_result" not in _names(plain(fn))
+            assert "on_result" in judged(fn).__code__.co_freevars
+            assert "on_result" not in plain(fn).__code__.co_freevars
+
+    def test_quiet_success_still_quiet(self, clock: ManualClock) -> None:
+        """A clean CircuitBreaker with failure_if records nothing for good results."""
+        breaker = CircuitBreaker(failure_if=lambda result: result is None, clock=clock)
+        lock = _CountingLock()
+        breaker._lock = lock  # type: ignore[assignment]
+        guarded = breaker(lambda: 1)
+        for _ in range(3):
+            assert guarded() == 1
+            assert breaker.call(lambda: 1) == 1
+        assert lock.taken == 0
+        assert breaker.call(lambda: None) is None  # a bad result is counted
+        assert guarded() == 1  # and the good one after it is reported: it resets the count
+        assert lock.taken == 2
+        assert breaker.snapshot().consecutive_failures == 0
+
+    def test_free_success_guard_reports_each_result(self, clock: ManualClock) -> None:
+        """A sliding window counts every judged result, good or bad."""
+        breaker = SlidingWindowBreaker(
+            window_size=10, min_calls=10, failure_if=lambda result: result is None, clock=clock
+        )
+        guarded = breaker(lambda value: value)
+        for value in (1, None, 2, None, None):
+            guarded(value)
+        snap = breaker.snapshot()
+        assert (snap.calls, snap.failed_calls) == (5, 3)
+
+    @pytest.mark.anyio
+    async def test_misuse_is_not_judged(self, clock: ManualClock) -> None:
+        """What call() / call_async() refuse as misuse never reaches failure_if."""
+        seen: list[object] = []
+        breaker = CircuitBreaker(failure_if=seen.append, failure_threshold=1, clock=clock)
+
+        async def work() -> None:
+            pass
+
+        with pytest.raises(TypeError):
+            breaker.call(work)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await breaker.call_async(noop)  # type: ignore[arg-type]
+        assert seen == []
+        assert breaker.state is CircuitState.CLOSED
+
+
+def _names(fn: Callable[..., Any]) -> tuple[str, ...]:
+    return fn.__code__.co_names
+
+
+class _CountingLock:
+    """A lock that counts how often it is taken."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.taken = 0
+
+    def acquire(self) -> bool:
+        self.taken += 1
+        return self._lock.acquire()
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

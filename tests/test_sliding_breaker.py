@@ -913,3 +913,71 @@ class TestTimeWindowHotPath:
         assert breaker.state is OPEN
         # Half of the window was slow: 3 of the last 6 calls, or 4 of 8 in 10 s.
         assert slow == (3 if window_duration is None else 4)
+
+
+class TestFailureIfTimed:
+    """failure_if on a breaker that also times its calls."""
+
+    @pytest.mark.parametrize("form", ["call", "decorator"])
+    @pytest.mark.parametrize("window_duration", [None, 60.0])
+    def test_results_are_judged_and_timed(
+        self,
+        make: Callable[..., SlidingWindowBreaker],
+        clock: ManualClock,
+        form: str,
+        window_duration: float | None,
+    ) -> None:
+        """A bad result is a failed call; a slow one is slow too; a slow good one only slow."""
+        shape: dict[str, Any] = (
+            {"window_size": 10} if window_duration is None else {"window_duration": window_duration}
+        )
+        breaker = make(
+            **shape,
+            min_calls=10,
+            slow_call_duration=2.0,
+            failure_if=lambda result: result == "bad",
+        )
+
+        def call(result: str, took: float) -> None:
+            def work() -> str:
+                clock.advance(took)
+                return result
+
+            guarded = functools.partial(breaker.call, work) if form == "call" else breaker(work)
+            assert guarded() == result
+
+        call("bad", 0.0)  # failed, fast
+        call("bad", 3.0)  # failed and slow
+        call("ok", 3.0)  # slow only
+        call("ok", 0.0)  # neither
+        assert window(breaker) == (4, 2, 2)
+        assert breaker.snapshot().last_failure == "bad"
+
+    @pytest.mark.anyio
+    async def test_async_judged_and_timed(
+        self, make: Callable[..., SlidingWindowBreaker], clock: ManualClock
+    ) -> None:
+        """call_async and the async decorator time and judge the same way."""
+        breaker = make(
+            window_size=10, min_calls=10, slow_call_duration=2.0, failure_if=lambda r: r is None
+        )
+
+        async def slow_none() -> None:
+            clock.advance(2.5)
+
+        await breaker.call_async(slow_none)
+        await breaker(slow_none)()
+        assert window(breaker) == (2, 2, 2)
+
+    def test_slow_success_is_not_the_last_failure(
+        self, make: Callable[..., SlidingWindowBreaker], clock: ManualClock
+    ) -> None:
+        """A slow probe reopens the breaker but is no failure: last_failure stays."""
+        breaker = make(window_size=2, min_calls=2, slow_call_duration=1.0, success_threshold=1)
+        error = Boom("down")
+        breaker.record_failure(error)
+        breaker.record_failure(error)
+        clock.advance(30)
+        slow_call(breaker, clock, 2.0, ok=True)
+        assert breaker.state is OPEN
+        assert breaker.snapshot().last_failure is error
