@@ -137,6 +137,7 @@ def main() -> None:
     attempt("resilio       ", rates_after)
     monitor = circuitbreaker.CircuitBreakerMonitor
     print(f"  last failure: circuitbreaker {monitor.get('rates').last_failure!r}")
+    print(f"                resilio        {breaker.snapshot().last_failure!r}")
 
     print("3. After the recovery timeout the service is back; one call closes them:")
     service.up = True
@@ -145,6 +146,8 @@ def main() -> None:
     attempt("circuitbreaker", rates_before)
     attempt("resilio       ", rates_after)
     print(f"  states: circuitbreaker {monitor.get('rates').state}, resilio {breaker.state.value}")
+    print(f"  last failure: circuitbreaker {monitor.get('rates').last_failure!r} (cleared),")
+    print(f"                resilio        {breaker.snapshot().last_failure!r} (kept)")
 
     print("4. One breaker per host; two failures open the one for b.example only:")
     for host in ("a.example", "b.example", "b.example"):

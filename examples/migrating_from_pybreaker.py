@@ -2,7 +2,10 @@
 
 Both breakers open after three failures in a row, treat a ``ValueError`` (a business
 error, not an outage) as a success, reject calls while open, report their state
-changes to a listener, and close again after one good probe.
+changes to a listener, and close again after one good probe. Last, two things
+pybreaker has no option for: a returned HTTP 503 that counts as a failure
+(``failure_if``), and an open timeout that doubles after each failed probe
+(``open_timeout_max``).
 
 resilio reads a ``ManualClock``, so its open timeout passes at once; pybreaker reads
 the wall clock, so it gets a 50 ms ``reset_timeout`` and a real sleep. pybreaker is not
@@ -79,6 +82,31 @@ after = CircuitBreaker(
 # --8<-- [end:after]
 
 
+class Response:
+    """An HTTP response: only its status matters here."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status}>"
+
+
+# --8<-- [start:beyond]
+api = CircuitBreaker(
+    name="payments-api",
+    failure_threshold=2,
+    failure_rate_threshold=1.0,
+    success_threshold=1,
+    open_timeout=1.0,
+    open_timeout_max=8.0,  # each failed probe doubles the open timeout: 1, 2, 4, 8 s
+    failure_if=lambda response: response.status >= 500,  # a 503 returned is a failure
+    clock=clock,
+    bus=bus,
+)
+# --8<-- [end:beyond]
+
+
 def attempt(name: str, call: Callable[[], str]) -> None:
     try:
         print(f"  {name} -> {call()!r}")
@@ -109,6 +137,18 @@ def main() -> None:
     with after:
         print(f"  resilio   -> {ok()!r}")
     print(f"  states: pybreaker {before.current_state}, resilio {after.state.value}")
+
+    print("4. resilio only: two 503 responses open it; each failed probe doubles the wait:")
+    unavailable = Response(503)
+    for _ in range(2):
+        print(f"  resilio   -> {api.call(lambda: unavailable)!r}")
+    for _ in range(3):
+        wait = api.snapshot().retry_after
+        assert wait is not None
+        clock.advance(wait)
+        print(f"  {wait:g}s later, a probe -> {api.call(lambda: unavailable)!r}")
+    snapshot = api.snapshot()
+    print(f"  open timeout now {snapshot.open_timeout:g}s; last failure {snapshot.last_failure!r}")
 
 
 if __name__ == "__main__":
