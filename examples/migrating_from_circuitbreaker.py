@@ -9,7 +9,7 @@ its global ``CircuitBreakerMonitor``; resilio's ``Keyed`` makes them on first us
 forgets the least recently used ones.
 
 resilio reads a ``ManualClock``, so its timeout passes at once; circuitbreaker reads
-``time.monotonic()``, so it gets a 50 ms ``recovery_timeout`` and a real sleep.
+``time.monotonic()``, so it gets a 200 ms ``recovery_timeout`` and a real sleep.
 circuitbreaker is not a dependency of resilio: install it with
 ``pip install circuitbreaker`` (CI gets it through the ``bench`` extra). Run it with
 ``python examples/migrating_from_circuitbreaker.py``.
@@ -59,7 +59,7 @@ def cached_rates() -> dict[str, object]:
 @circuitbreaker.circuit(
     name="rates",
     failure_threshold=3,
-    recovery_timeout=0.05,  # seconds; circuitbreaker reads time.monotonic()
+    recovery_timeout=0.2,  # seconds; circuitbreaker reads time.monotonic()
     expected_exception=ConnectionError,
     fallback_function=cached_rates,  # called with the call's arguments, while open only
 )
@@ -77,7 +77,7 @@ breaker = CircuitBreaker(
     failure_threshold=3,  # failure_threshold=3
     failure_rate_threshold=1.0,  # circuitbreaker has no failure-rate rule: turn it off
     success_threshold=1,  # one good call closes it, as in circuitbreaker
-    open_timeout=0.05,  # recovery_timeout=0.05
+    open_timeout=0.2,  # recovery_timeout=0.2
     failure_on=ConnectionError,  # expected_exception=ConnectionError
     clock=clock,
 )
@@ -141,8 +141,8 @@ def main() -> None:
 
     print("3. After the recovery timeout the service is back; one call closes them:")
     service.up = True
-    time.sleep(0.06)  # circuitbreaker reads the real clock
-    clock.advance(0.06)  # resilio reads its own
+    time.sleep(0.21)  # circuitbreaker reads the real clock
+    clock.advance(0.21)  # resilio reads its own
     attempt("circuitbreaker", rates_before)
     attempt("resilio       ", rates_after)
     print(f"  states: circuitbreaker {monitor.get('rates').state}, resilio {breaker.state.value}")

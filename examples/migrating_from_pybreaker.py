@@ -8,7 +8,7 @@ pybreaker has no option for: a returned HTTP 503 that counts as a failure
 (``open_timeout_max``).
 
 resilio reads a ``ManualClock``, so its open timeout passes at once; pybreaker reads
-the wall clock, so it gets a 50 ms ``reset_timeout`` and a real sleep. pybreaker is not
+the wall clock, so it gets a 200 ms ``reset_timeout`` and a real sleep. pybreaker is not
 a dependency of resilio: install it with ``pip install pybreaker`` (CI gets it through
 the ``bench`` extra). Run it with ``python examples/migrating_from_pybreaker.py``.
 """
@@ -52,7 +52,7 @@ class PrintStateChanges(pybreaker.CircuitBreakerListener):
 
 before = pybreaker.CircuitBreaker(
     fail_max=3,
-    reset_timeout=0.05,
+    reset_timeout=0.2,
     success_threshold=1,
     exclude=[ValueError],  # counts as a success
     listeners=[PrintStateChanges()],
@@ -73,7 +73,7 @@ bus.subscribe(
 after = CircuitBreaker(
     failure_threshold=3,  # fail_max=3
     failure_rate_threshold=1.0,  # pybreaker has no failure-rate rule: turn it off
-    open_timeout=0.05,  # reset_timeout=0.05
+    open_timeout=0.2,  # reset_timeout=0.2
     success_threshold=1,  # success_threshold=1
     failure_on=lambda e: not isinstance(e, ValueError),  # exclude=[ValueError]
     clock=clock,
@@ -130,8 +130,8 @@ def main() -> None:
         attempt("resilio  ", lambda fn=fn: after.call(fn))
 
     print("3. After the open timeout, one good probe closes them (a `with` block here):")
-    time.sleep(0.06)  # pybreaker reads the wall clock
-    clock.advance(0.06)  # resilio reads its clock
+    time.sleep(0.21)  # pybreaker reads the wall clock
+    clock.advance(0.21)  # resilio reads its clock
     with before.calling():
         print(f"  pybreaker -> {ok()!r}")
     with after:
