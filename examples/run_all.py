@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 README = HERE.parent / "README.md"
-PAGES = [README, *sorted((HERE.parent / "docs").glob("*.md"))]
+PAGES = [README, *sorted((HERE.parent / "docs").rglob("*.md"))]
 TIME_LIMIT = 30.0  # seconds; each example is meant to finish in well under 2
 
 # The section markers of pymdownx.snippets, which the docs use to include sections.
