@@ -2135,6 +2135,34 @@ class TestOpenTimeoutMax:
         open_breaker(breaker)
         assert breaker.snapshot().retry_after == 10.0
 
+    def test_events_carry_the_grown_timeout(
+        self, make_any: Callable[..., Any], clock: ManualClock, events: list[Event]
+    ) -> None:
+        """CallRejected's retry_after follows the open timeout in force."""
+        breaker = make_any(open_timeout=10.0, open_timeout_max=25.0)
+        open_breaker(breaker)
+        self.reopen(breaker, clock)
+        self.reopen(breaker, clock)
+        assert [r[1] for r in rejections(events)] == [20.0, 25.0]
+
+    @pytest.mark.anyio
+    async def test_health_check_probe_failure_grows_it(
+        self, make_any: Callable[..., Any], clock: ManualClock
+    ) -> None:
+        """A breaker half-opened by the health check doubles its timeout if the probe fails."""
+        breaker = make_any(open_timeout=10.0, open_timeout_max=60.0)
+        open_breaker(breaker)
+        async with breaker.health_check(_healthy, interval=1.0):
+            for _ in range(100):
+                if breaker.state is HALF_OPEN:
+                    break
+                clock.advance(1.0)
+                await anyio.wait_all_tasks_blocked()
+        assert breaker.state is HALF_OPEN
+        with pytest.raises(Boom):
+            breaker.call(fail)
+        assert breaker.snapshot().open_timeout == 20.0
+
     def test_reset_brings_it_back(self, make_any: Callable[..., Any], clock: ManualClock) -> None:
         """reset() closes the breaker and the timeout starts over."""
         breaker = make_any(open_timeout=10.0, open_timeout_max=timedelta(minutes=5))
@@ -2306,6 +2334,10 @@ class TestInstantMode:
         for _ in range(5):
             breaker.call(Response, 503)
         assert breaker.state is CLOSED
+
+
+async def _healthy() -> bool:
+    return True
 
 
 def _in_block(breaker: Any) -> str:
