@@ -1,5 +1,6 @@
 """resilio.testing: instant mode skips retries' sleeps, caps their tries, keeps breakers
-closed, nests, holds across threads, and changes nothing until a test turns it on.
+closed, nests, holds only where it was turned on (and in the tasks started there),
+and changes nothing until a test turns it on.
 
 Every test leaves the switch off (an autouse fixture checks and clears it), so a
 failure here cannot leak instant mode into other test files.
@@ -338,10 +339,10 @@ class TestDecorator:
             instant()(42)  # type: ignore[arg-type]
 
 
-class TestThreads:
-    def test_holds_for_every_thread(self, rclock: RecordingClock) -> None:
-        """Instant mode turned on in one thread holds for retries in every other."""
-        results: list[int] = []
+class TestScope:
+    def test_other_threads_are_not_affected(self, rclock: RecordingClock) -> None:
+        """Instant mode turned on in one thread leaves retries in other threads alone."""
+        results: list[tuple[bool, int]] = []
         lock = threading.Lock()
 
         def worker() -> None:
@@ -349,7 +350,7 @@ class TestThreads:
             with pytest.raises(Boom):
                 policy(rclock, attempts=4, base_delay=1).call(failing)
             with lock:
-                results.append(failing.calls)
+                results.append((is_instant(), failing.calls))
 
         with instant(attempts=3):
             threads = [threading.Thread(target=worker) for _ in range(8)]
@@ -357,25 +358,81 @@ class TestThreads:
                 thread.start()
             for thread in threads:
                 thread.join()
-        assert results == [3] * 8
+            assert is_instant()
+        assert results == [(False, 4)] * 8
+        assert len(rclock.sleeps) == 8 * 3
+
+    def test_each_thread_its_own_mode(self, rclock: RecordingClock) -> None:
+        """Threads that each turn it on, with their own caps, get exactly their own."""
+        barrier = threading.Barrier(8)
+        seen: list[tuple[int, int]] = []
+        lock = threading.Lock()
+
+        def worker(cap: int) -> None:
+            barrier.wait()
+            for _ in range(50):
+                with instant(attempts=cap):
+                    failing = Failing()
+                    with pytest.raises(Boom):
+                        policy(rclock, attempts=10, base_delay=1).call(failing)
+                    with lock:
+                        seen.append((cap, failing.calls))
+            assert not is_instant()
+
+        threads = [threading.Thread(target=worker, args=(cap,)) for cap in range(1, 9)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(set(seen)) == [(cap, cap) for cap in range(1, 9)]
         assert rclock.sleeps == []
+        assert not SWITCH.on
 
     def test_concurrent_entries_all_leave(self) -> None:
         """Threads entering and leaving one instant() object at once leave it off."""
         mode = instant()
         barrier = threading.Barrier(8)
+        inside: list[bool] = []
 
         def worker() -> None:
             barrier.wait()
             for _ in range(500):
                 with mode:
-                    assert is_instant()
+                    inside.append(is_instant())
+                inside.append(not is_instant())
 
         threads = [threading.Thread(target=worker) for _ in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        assert all(inside)
+        assert not is_instant()
+        assert not SWITCH.on
+
+    @pytest.mark.anyio
+    async def test_tasks_started_inside_inherit_it(self, rclock: RecordingClock) -> None:
+        """Tasks started under instant mode, and worker threads run through anyio, have it;
+        a task started before it was turned on does not."""
+        seen: dict[str, bool] = {}
+        turned_on = anyio.Event()
+
+        async def record(label: str) -> None:
+            seen[label] = is_instant()
+
+        async def started_before() -> None:
+            await turned_on.wait()
+            seen["before"] = is_instant()
+
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(started_before)
+            await anyio.lowlevel.checkpoint()
+            with instant():
+                turned_on.set()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(record, "task")
+                seen["thread"] = await anyio.to_thread.run_sync(is_instant)
+        assert seen == {"before": False, "task": True, "thread": True}
         assert not is_instant()
 
 

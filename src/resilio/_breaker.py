@@ -404,7 +404,7 @@ class BreakerBase(Guard):
             # every frame an exception crosses costs as much as raising it.
             if self._forced:
                 retry_after = None
-            elif SWITCH.on:
+            elif SWITCH.on and SWITCH.here():
                 return _UNCOUNTED  # instant mode: let it through, count nothing
             else:
                 retry_after = self._open_until - now
@@ -415,7 +415,7 @@ class BreakerBase(Guard):
             token, change, rejection = self._admit_locked()
         self._announce(change)
         if rejection is not None:
-            if SWITCH.on and not self._forced:
+            if SWITCH.on and SWITCH.here() and not self._forced:
                 return _UNCOUNTED
             self._publish_rejected(*rejection)
             if rejection[0] is HALF_OPEN:
@@ -549,7 +549,7 @@ class BreakerBase(Guard):
                 if failed:
                     self._last_failure = failure
                 if failed or slow:
-                    if not SWITCH.on:
+                    if not (SWITCH.on and SWITCH.here()):
                         change = self._move(OPEN, "probe_failed")
                     # else instant mode: the probe counts neither way
                 else:
@@ -568,7 +568,7 @@ class BreakerBase(Guard):
         had opened and been reset at once, so it never opens while the mode lasts and
         is not on the brink of opening when the mode ends.
         """
-        if SWITCH.on:
+        if SWITCH.on and SWITCH.here():
             self._restart_closed()
             return None
         return self._move(OPEN, reason)

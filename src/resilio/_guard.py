@@ -269,7 +269,7 @@ class Guard:
                 token = guard._timed_free
                 if token is None:
                     until = guard._refused_until
-                    if until and (now := clock()) < until and not SWITCH.on:
+                    if until and (now := clock()) < until and not (SWITCH.on and SWITCH.here()):
                         if bus._routes is not guard._unheard:
                             guard._announce_refusal(now, until - now)
                         raise _new_exception(refused, name, until - now, guard._last_failure)
@@ -296,7 +296,7 @@ class Guard:
                 token = guard._free
                 if token is None:
                     until = guard._refused_until
-                    if until and (now := clock()) < until and not SWITCH.on:
+                    if until and (now := clock()) < until and not (SWITCH.on and SWITCH.here()):
                         if bus._routes is not guard._unheard:
                             guard._announce_refusal(now, until - now)
                         raise _new_exception(refused, name, until - now, guard._last_failure)
@@ -319,7 +319,7 @@ class Guard:
             token = guard._free
             if token is None:
                 until = guard._refused_until
-                if until and (now := clock()) < until and not SWITCH.on:
+                if until and (now := clock()) < until and not (SWITCH.on and SWITCH.here()):
                     if bus._routes is not guard._unheard:
                         guard._announce_refusal(now, until - now)
                     raise _new_exception(refused, name, until - now, guard._last_failure)
@@ -359,7 +359,7 @@ class Guard:
             token = guard._free
             if token is None:
                 until = guard._refused_until
-                if until and (now := clock()) < until and not SWITCH.on:
+                if until and (now := clock()) < until and not (SWITCH.on and SWITCH.here()):
                     if bus._routes is not guard._unheard:
                         guard._announce_refusal(now, until - now)
                     raise _new_exception(refused, name, until - now, guard._last_failure)
@@ -389,7 +389,7 @@ class Guard:
             token = guard._free
             if token is None:
                 until = guard._refused_until
-                if until and (now := clock()) < until and not SWITCH.on:
+                if until and (now := clock()) < until and not (SWITCH.on and SWITCH.here()):
                     if bus._routes is not guard._unheard:
                         guard._announce_refusal(now, until - now)
                     raise _new_exception(refused, name, until - now, guard._last_failure)
@@ -426,7 +426,7 @@ class Guard:
                 token = guard._free
                 if token is None:
                     until = guard._refused_until
-                    if until and (now := clock()) < until and not SWITCH.on:
+                    if until and (now := clock()) < until and not (SWITCH.on and SWITCH.here()):
                         if bus._routes is not guard._unheard:
                             guard._announce_refusal(now, until - now)
                         raise _new_exception(refused, name, until - now, guard._last_failure)
@@ -451,7 +451,7 @@ class Guard:
             token = guard._free
             if token is None:
                 until = guard._refused_until
-                if until and (now := clock()) < until and not SWITCH.on:
+                if until and (now := clock()) < until and not (SWITCH.on and SWITCH.here()):
                     if bus._routes is not guard._unheard:
                         guard._announce_refusal(now, until - now)
                     raise _new_exception(refused, name, until - now, guard._last_failure)

@@ -243,7 +243,7 @@ class _Run:
         policy = self.policy
         attempt = self.attempt
         limit = policy._attempts
-        instant = self.instant = SWITCH.on
+        instant = self.instant = SWITCH.on and SWITCH.here()
         if instant and (cap := SWITCH.attempts) is not None and (limit is None or cap < limit):
             limit = cap
         if limit is not None and attempt >= limit:

@@ -4,10 +4,12 @@ Under instant mode every [`Retry`][resilio.Retry] skips its sleeps (the delay is
 zero, and the clock is not even asked to sleep), optionally stops after a given
 number of tries, and every breaker stays closed: a test of code that retries a
 failing dependency runs at once, and sees the final error, without passing a
-[`ManualClock`][resilio.ManualClock] through the application. Like stamina's
+[`ManualClock`][resilio.ManualClock] through the application. As with stamina's
 ``set_testing`` and tenacity's ``enabled=False``, nothing changes unless a test
-turns it on, and once on it holds for the whole process, every thread and task
-alike::
+turns it on. Unlike them, it is scoped: it holds in the thread or task that turned it
+on, and in the tasks that one starts (and the worker threads it runs through
+``anyio.to_thread``) while it is on, never in code elsewhere in the process, so two
+tests running at once, or a server thread behind a test, are not affected::
 
     from resilio.testing import instant
 
@@ -20,13 +22,13 @@ alike::
     async def test_recovers():
         ...
 
-or, for a whole suite, a fixture in ``conftest.py``::
+or, for a whole suite, a fixture in ``conftest.py`` (it works for sync tests and,
+with anyio's or pytest-asyncio's plugin, for async ones)::
 
     @pytest.fixture(autouse=True)
     def _instant_retries():
-        resilio.testing.set_instant(True)
-        yield
-        resilio.testing.set_instant(False)
+        with resilio.testing.instant():
+            yield
 
 Instant mode changes how long a retry waits, never whether it retries: ``on=``,
 ``if_result=``, budgets and ``retry_after`` hints decide as they do in production, and
@@ -59,10 +61,11 @@ def _check_attempts(attempts: int | None) -> int | None:
 class Instant:
     """Instant mode for the duration of a ``with`` block or of a decorated test.
 
-    Made by [`instant`][resilio.testing.instant]. Entering turns instant mode on (again,
-    if it was on: uses nest, and the innermost ``attempts`` holds), leaving undoes that
-    one entry. One object may be entered any number of times, one after another or at
-    once from several threads or tasks.
+    Made by [`instant`][resilio.testing.instant]. Entering turns instant mode on in the
+    current thread or task (again, if it was on: uses nest, and the innermost
+    ``attempts`` holds), leaving undoes that one entry. One object may be entered any
+    number of times, one after another or at once from several threads or tasks; each
+    entry holds only where it was made.
 
     Attributes:
         attempts: The most tries a retry makes in instant mode, or ``None`` to keep
@@ -134,8 +137,9 @@ def instant(
     it every retry's delay is zero and no sleep is started, and every
     [`CircuitBreaker`][resilio.CircuitBreaker] and
     [`SlidingWindowBreaker`][resilio.SlidingWindowBreaker] stays closed when a failure
-    would open it. It holds for the whole process, every thread and task alike, until
-    the block or the test ends; uses nest.
+    would open it. It holds in the current thread or task, and in the tasks it starts
+    meanwhile, until the block or the test ends; other threads and tasks are not
+    affected. Uses nest.
 
     Args:
         fn: A function to run in instant mode, for the bare ``@instant``.
@@ -152,10 +156,12 @@ def instant(
 
 
 def set_instant(on: bool, *, attempts: int | None = None) -> None:
-    """Turn instant mode on or off for the whole process, for a pytest fixture.
+    """Turn instant mode on or off in the current thread or task, without a block.
 
     ``set_instant(True)`` starts it afresh, whatever was on before, and
-    ``set_instant(False)`` ends it, every ``with instant():`` still open included.
+    ``set_instant(False)`` ends it, every ``with instant():`` still open here included.
+    It is for setup and teardown hooks that cannot hold a ``with`` block open; a
+    fixture that yields inside ``with instant():`` is simpler.
 
     Args:
         on: Whether retries skip their sleeps and breakers stay closed.
@@ -181,5 +187,5 @@ def set_instant(on: bool, *, attempts: int | None = None) -> None:
 
 
 def is_instant() -> bool:
-    """Whether instant mode is on."""
-    return SWITCH.on
+    """Whether instant mode is on in the current thread or task."""
+    return SWITCH.on and SWITCH.here()
