@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from resilio import backoff
@@ -551,6 +551,7 @@ class TestBuilders:
         span=st.none() | st.floats(0, 100),
         attempts=st.lists(st.integers(1, 5000), min_size=2, max_size=10),
     )
+    @example(base=2.0, multiplier=2.0, low=0.0, span=None, attempts=[1, 1024])  # 2 * 2**1023
     def test_exponential_is_bounded_and_never_shrinks(
         self, base: float, multiplier: float, low: float, span: float | None, attempts: list[int]
     ) -> None:

@@ -192,7 +192,7 @@ class Exponential(Schedule):
             delay = self.base * self.multiplier ** (attempt - 1)
         except OverflowError:  # a huge power: longer than any cap, unless nothing grows
             delay = _MAX_FLOAT if self.base else 0.0
-        return self._clamp(delay)
+        return self._clamp(delay if delay < _INF else _MAX_FLOAT)  # base * power overflowed
 
     def __repr__(self) -> str:
         return (
