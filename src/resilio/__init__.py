@@ -24,6 +24,7 @@ from ._errors import RateLimitExceeded as RateLimitExceeded
 from ._errors import RejectedError as RejectedError
 from ._errors import ResilioError as ResilioError
 from ._errors import SessionNotFound as SessionNotFound
+from ._events import CallCompleted as CallCompleted
 from ._events import CallRejected as CallRejected
 from ._events import CircuitStateChanged as CircuitStateChanged
 from ._events import DestroyHookFailed as DestroyHookFailed
@@ -39,23 +40,29 @@ from ._events import SessionDestroyed as SessionDestroyed
 from ._events import SessionExpired as SessionExpired
 from ._events import TaskFailed as TaskFailed
 from ._events import TaskRejected as TaskRejected
+from ._events import TimedOut as TimedOut
 from ._events import default_bus as default_bus
 from ._fallback import Fallback as Fallback
 from ._guard import Guard as Guard
 from ._keyed import Keyed as Keyed
 from ._leaky_bucket import LeakyBucket as LeakyBucket
+from ._limiter import LimiterStats as LimiterStats
+from ._log import log_events as log_events
 from ._pool import MapResults as MapResults
 from ._pool import PoolStats as PoolStats
 from ._pool import TaskHandle as TaskHandle
 from ._pool import WorkerPool as WorkerPool
 from ._retry import Attempt as Attempt
+from ._retry import BudgetStats as BudgetStats
 from ._retry import Retry as Retry
 from ._retry import RetryBudget as RetryBudget
+from ._retry import RetryStats as RetryStats
 from ._retry import retry as retry
 from ._retry_after import parse_retry_after as parse_retry_after
 from ._sessions import Session as Session
 from ._sessions import SessionManager as SessionManager
 from ._sessions import SessionState as SessionState
+from ._sessions import SessionStats as SessionStats
 from ._sliding_breaker import SlidingWindowBreaker as SlidingWindowBreaker
 from ._sliding_breaker import WindowSnapshot as WindowSnapshot
 from ._token_bucket import TokenBucket as TokenBucket
@@ -63,6 +70,8 @@ from ._token_bucket import TokenBucket as TokenBucket
 __all__ = [
     "Attempt",
     "BreakerSnapshot",
+    "BudgetStats",
+    "CallCompleted",
     "CallRejected",
     "CircuitBreaker",
     "CircuitOpenError",
@@ -78,6 +87,7 @@ __all__ = [
     "Guard",
     "Keyed",
     "LeakyBucket",
+    "LimiterStats",
     "ManualClock",
     "MapResults",
     "MisuseError",
@@ -93,6 +103,7 @@ __all__ = [
     "RetryExhausted",
     "RetryRefused",
     "RetryScheduled",
+    "RetryStats",
     "Session",
     "SessionCreated",
     "SessionDestroyed",
@@ -100,17 +111,20 @@ __all__ = [
     "SessionManager",
     "SessionNotFound",
     "SessionState",
+    "SessionStats",
     "SlidingWindowBreaker",
     "SystemClock",
     "TaskFailed",
     "TaskHandle",
     "TaskRejected",
+    "TimedOut",
     "Timeout",
     "TokenBucket",
     "WindowSnapshot",
     "WorkerPool",
     "compose",
     "default_bus",
+    "log_events",
     "parse_retry_after",
     "retry",
 ]

@@ -49,6 +49,30 @@ class Event:
 
 
 @attrs.frozen(kw_only=True)
+class CallCompleted(Event):
+    """A guarded call finished; published only when somebody subscribes to it.
+
+    Attributes:
+        outcome: ``"succeeded"``, ``"failed"`` or ``"ignored"``.
+        duration: How long the call ran, in seconds on the primitive's clock.
+    """
+
+    outcome: str
+    duration: float
+
+
+@attrs.frozen(kw_only=True)
+class TimedOut(Event):
+    """A [`Timeout`][resilio.Timeout] cancelled a call that ran past its time.
+
+    Attributes:
+        seconds: The time the call was allowed.
+    """
+
+    seconds: float
+
+
+@attrs.frozen(kw_only=True)
 class CircuitStateChanged(Event):
     """A circuit breaker moved from one state to another.
 

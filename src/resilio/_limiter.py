@@ -16,6 +16,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
+import attrs
 from typing_extensions import Self
 
 from . import _validate
@@ -70,6 +71,11 @@ def per_capacity(count: Any, capacity: Any) -> Any:
         )
         raise ValueError(msg)
     return count
+
+
+@attrs.frozen(kw_only=True)
+class LimiterStats:
+    """Cumulative counts of a rate limiter since it was built (being written)."""
 
 
 class RateLimiter(Guard):

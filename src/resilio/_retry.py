@@ -21,6 +21,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+import attrs
 from anyio.lowlevel import checkpoint
 
 from . import _validate
@@ -44,6 +45,16 @@ T = TypeVar("T")
 
 _DEFAULT_BASE_DELAY = 0.1  # what Retry's signature says; given with delay=, they go unused
 _DEFAULT_MULTIPLIER = 2.0
+
+
+@attrs.frozen(kw_only=True)
+class BudgetStats:
+    """Cumulative counts of a retry budget since it was built (being written)."""
+
+
+@attrs.frozen(kw_only=True)
+class RetryStats:
+    """Cumulative counts of a retry policy since it was built (being written)."""
 
 
 class RetryBudget:

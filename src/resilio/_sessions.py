@@ -43,6 +43,7 @@ from typing import Any, Generic, overload
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import attrs
 from typing_extensions import TypeVar
 
 from . import _validate
@@ -178,6 +179,11 @@ class Session(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<Session {self.id!r} {self.state.value}>"
+
+
+@attrs.frozen(kw_only=True)
+class SessionStats:
+    """Cumulative counts of a session manager since it was built (being written)."""
 
 
 class SessionManager(Generic[T]):
