@@ -212,7 +212,15 @@ class TestConfiguration:
         pool = WorkerPool()
         assert pool.name == "pool"
         assert pool.stats() == PoolStats(
-            workers=10, busy=0, queued=0, completed=0, failed=0, rejected=0
+            workers=10,
+            busy=0,
+            queued=0,
+            submitted=0,
+            completed=0,
+            failed=0,
+            cancelled=0,
+            rejected=0,
+            queue_peak=0,
         )
 
     def test_queue_size_zero_is_allowed(self) -> None:
@@ -1514,11 +1522,11 @@ class TestResize:
                 with pytest.raises(PoolFullError):
                     pool.submit_nowait(hold, gate)
             assert pool.stats() == PoolStats(
-                workers=1, busy=1, queued=0, completed=0, failed=0, rejected=3
+                workers=1, busy=1, queued=0, submitted=1, completed=0, failed=0, rejected=3
             )
             await anyio.wait_all_tasks_blocked()
             assert pool.stats() == PoolStats(
-                workers=1, busy=1, queued=0, completed=0, failed=0, rejected=3
+                workers=1, busy=1, queued=0, submitted=1, completed=0, failed=0, rejected=3
             )
             assert len(worker_task_ids()) == 1
             gate.set()
@@ -1779,11 +1787,25 @@ class TestStats:
                 pool.submit_nowait(double, 1)
             stats = pool.stats()
             assert stats == PoolStats(
-                workers=2, busy=2, queued=3, completed=1, failed=1, rejected=1
+                workers=2,
+                busy=2,
+                queued=3,
+                submitted=7,
+                completed=1,
+                failed=1,
+                rejected=1,
+                queue_peak=3,
             )
             gate.set()
         assert pool.stats() == PoolStats(
-            workers=2, busy=0, queued=0, completed=6, failed=1, rejected=1
+            workers=2,
+            busy=0,
+            queued=0,
+            submitted=7,
+            completed=6,
+            failed=1,
+            rejected=1,
+            queue_peak=3,
         )
         assert stats.busy == 2  # a snapshot, not a live view
 
@@ -1798,7 +1820,14 @@ class TestStats:
             for _ in range(3):
                 pool.submit_nowait(hold, gate)
             assert pool.stats() == PoolStats(
-                workers=2, busy=2, queued=1, completed=0, failed=0, rejected=0
+                workers=2,
+                busy=2,
+                queued=1,
+                submitted=3,
+                rejected=0,
+                queue_peak=1,
+                completed=0,
+                failed=0,
             )
             assert "2/2 busy, 1/1 queued" in repr(pool)
             await anyio.wait_all_tasks_blocked()

@@ -26,8 +26,9 @@ import attrs
 from . import _validate
 from ._clock import SYSTEM_CLOCK, AsyncWaker, Clock, check_clock
 from ._errors import PoolClosedError, PoolFullError
-from ._events import EventBus, TaskFailed, TaskRejected, check_bus, default_bus
+from ._events import CallCompleted, EventBus, TaskFailed, TaskRejected, check_bus, default_bus
 from ._guard import is_async_callable
+from ._registry import track
 from ._waiters import Waiter, WaitQueue
 
 logger = logging.getLogger("resilio")
@@ -53,21 +54,40 @@ def _is_coroutine_function(fn: Any) -> bool:
 class PoolStats:
     """A frozen view of a [`WorkerPool`][resilio.WorkerPool] at one instant.
 
+    ``workers``, ``busy`` and ``queued`` are the state now; the other fields are
+    cumulative counts since the pool was built, which never go down. Every task
+    accepted is counted once when it ends: ``submitted == completed + failed +
+    cancelled + busy + queued`` whenever the pool's loop is between two steps.
+
     Attributes:
         workers: Worker tasks running (or asked for, after a resize).
         busy: Workers running a task now, or handed one they are about to start.
         queued: Tasks waiting in the queue for a worker; at most ``queue_size``.
+        submitted: Tasks accepted: each handle ``submit``, ``submit_nowait``,
+            ``run`` and ``map`` got (a submitter cancelled while it waited for room
+            submitted nothing).
         completed: Tasks that returned.
-        failed: Tasks that raised.
-        rejected: Submissions refused because the queue was full.
+        failed: Tasks that raised (a ``BaseException`` such as ``KeyboardInterrupt``
+            included).
+        cancelled: Accepted tasks that ended without an outcome: dropped before
+            they started (``TaskHandle.cancel``, a caller of ``run`` or ``map`` that
+            gave up, a shutdown), or cancelled while running by
+            ``shutdown(cancel=True)``.
+        rejected: Submissions ``submit_nowait`` refused because the queue was full
+            (one per [`TaskRejected`][resilio.TaskRejected]).
+        queue_peak: The most tasks ever waiting in the queue at once (the largest
+            ``queued`` seen), at most ``queue_size``.
     """
 
     workers: int
     busy: int
     queued: int
+    submitted: int = 0
     completed: int
     failed: int
+    cancelled: int = 0
     rejected: int
+    queue_peak: int = 0
 
 
 class TaskHandle(Generic[T]):
@@ -272,6 +292,7 @@ class WorkerPool:
         "_all_exited",
         "_bus",
         "_busy",
+        "_cancelled",
         "_clock",
         "_closing",
         "_completed",
@@ -279,11 +300,13 @@ class WorkerPool:
         "_idle",
         "_limiter",
         "_name",
+        "_peak",
         "_queue",
         "_queue_size",
         "_rejected",
         "_scopes",
         "_started",
+        "_submitted",
         "_submitters",
         "_target",
         "_tasks",
@@ -309,11 +332,18 @@ class WorkerPool:
         self._idle: collections.deque[AsyncWaker] = collections.deque()
         self._scopes: set[anyio.CancelScope] = set()
         self._alive = self._busy = self._woken = 0
-        self._completed = self._failed = self._rejected = 0
+        # Cumulative counts, changed only by the pool's own event loop thread (tasks,
+        # workers and submitters all run there; sync tasks run in threads, but their
+        # outcomes are counted back on the loop), so a plain `+= 1` is exact; other
+        # threads may read them at any time (each is one int, never torn). Under free
+        # threading the same holds: one thread writes, readers see a recent value.
+        self._submitted = self._completed = self._failed = 0
+        self._cancelled = self._rejected = self._peak = 0
         self._started = self._closing = False
         self._tasks: anyio.abc.TaskGroup | None = None
         self._all_exited: anyio.Event | None = None
         self._limiter: anyio.CapacityLimiter | None = None
+        track(self)
 
     @property
     def name(self) -> str:
@@ -407,6 +437,7 @@ class WorkerPool:
             if handle._state == _PENDING:
                 handle._finish(_DROPPED, None)
                 handle._observed = True
+                self._cancelled += 1
 
     def _spawn(self, count: int) -> None:
         assert self._tasks is not None
@@ -443,10 +474,21 @@ class WorkerPool:
     ) -> TaskHandle[Any] | None:
         """Queue a task if there is room now and nobody waits for it; else ``None``."""
         self._check_open()
-        if self._submitters._live or not self._room():
+        if self._submitters._live:
+            return None
+        # _room(), inlined (this is the hot path), keeping the idle workers that take
+        # tasks: a task handed to one of them is not waiting, for queue_peak.
+        surplus = self._alive - self._target
+        takers = len(self._idle) + self._woken - (surplus if surplus > 0 else 0)
+        queue = self._queue
+        waiting = len(queue) - (takers if takers > 0 else 0) + 1  # once this one is in
+        if waiting > self._queue_size:
             return None
         handle: TaskHandle[Any] = TaskHandle(fn, args, kwargs, self)
-        self._queue.append(handle)
+        queue.append(handle)
+        self._submitted += 1
+        if waiting > self._peak:  # noqa: PLR1730 - max() costs a call on the hot path
+            self._peak = waiting
         self._wake_one()
         return handle
 
@@ -521,12 +563,15 @@ class WorkerPool:
             self._check_open()  # shut down while we were being woken: nobody would run it
         except BaseException:
             if waiter.granted:  # queued for us in the instant we left: take it out again
-                handle._state = _PENDING
-                handle.cancel()
+                # (never accepted, so neither submitted nor cancelled: no handle.cancel())
+                handle._finish(_DROPPED, None)
+                handle._observed = True
+                self._unqueue(handle)
             elif not waiter.gone:
                 self._submitters.leave(waiter)
             raise
         handle._state = _PENDING
+        self._submitted += 1
         self._wake_one()  # a worker may be waiting for this very task
         return handle
 
@@ -539,9 +584,15 @@ class WorkerPool:
                 break
             self._queue.append(waiter.mark)  # in arrival order; confirmed when it resumes
             submitters.grant(waiter)
+            self._peak = max(self._peak, len(self._queue) - self._takers())
 
     def _forget(self, handle: TaskHandle[Any]) -> None:
-        """A queued task was dropped: free its place at once."""
+        """An accepted task was dropped before it started: count it, free its place."""
+        self._cancelled += 1
+        self._unqueue(handle)
+
+    def _unqueue(self, handle: TaskHandle[Any]) -> None:
+        """Take a dropped task out of the queue, and give its place to the next."""
         with contextlib.suppress(ValueError):
             self._queue.remove(handle)
         self._admit_submitters()
@@ -651,8 +702,14 @@ class WorkerPool:
     async def _work(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         limiter = self._limiter
         bus = self._bus
+        now = self._clock.monotonic
         cancelled = anyio.get_cancelled_exc_class()
         waker = AsyncWaker()  # one per worker, re-armed for each idle spell
+        # A routing table of the bus known to send CallCompleted nowhere: while the
+        # bus still has it (it replaces its table on any change, never edits it),
+        # tasks are not timed, at the cost of one identity check each.
+        unheard: object = None
+        start: float | None = None
         started = False
         ran = 0
         # Retiring after a resize: the check and the decrement in _worker() happen with
@@ -680,6 +737,15 @@ class WorkerPool:
             fn, args, kwargs = handle._fn, handle._args, handle._kwargs
             handle._state = _RUNNING
             self._busy += 1
+            if bus._routes is unheard:
+                start = None
+            elif bus.wants(CallCompleted):
+                start = now()
+            else:
+                start = None
+                routes = bus._routes
+                if routes.get(CallCompleted) == ():
+                    unheard = routes
             try:
                 if _is_coroutine_function(fn):
                     result = await fn(*args, **kwargs)
@@ -692,11 +758,12 @@ class WorkerPool:
             except Exception as exc:
                 self._failed += 1
                 handle._finish(_FAILED, exc)
+                if start is not None:
+                    self._completed_call("failed", start)
                 if bus.wants(TaskFailed):
-                    bus.publish(
-                        TaskFailed(source=self._name, at=self._clock.monotonic(), error=exc)
-                    )
+                    bus.publish(TaskFailed(source=self._name, at=now(), error=exc))
             except cancelled:
+                self._cancelled += 1
                 handle._finish(_DROPPED, None)  # cancelled: it never finished
                 handle._observed = True
                 raise
@@ -706,10 +773,14 @@ class WorkerPool:
                 self._failed += 1
                 handle._finish(_FAILED, exc)
                 handle._observed = True
+                if start is not None:
+                    self._completed_call("failed", start)
                 raise
             else:
                 self._completed += 1
                 handle._finish(_DONE, result)
+                if start is not None:
+                    self._completed_call("succeeded", start)
             finally:
                 self._busy -= 1
             ran += 1
@@ -719,6 +790,12 @@ class WorkerPool:
                 await anyio.lowlevel.checkpoint()
         if not started:
             task_status.started()
+
+    def _completed_call(self, outcome: str, start: float) -> None:
+        at = self._clock.monotonic()
+        self._bus.publish(
+            CallCompleted(source=self._name, at=at, outcome=outcome, duration=at - start)
+        )
 
     # -- control ----------------------------------------------------------------------
 
@@ -747,15 +824,23 @@ class WorkerPool:
         return self._busy + handed, queued - handed
 
     def stats(self) -> PoolStats:
-        """Return a frozen view of the pool's counters."""
+        """Return a frozen view of the pool's state and its counters since it was built.
+
+        Safe to call from any thread (an exporter's): nothing is locked, and each
+        count is read whole, though two counts may be a task apart.
+        """
         busy, queued = self._load()
+        peak = self._peak
         return PoolStats(
             workers=self._target,
             busy=busy,
             queued=queued,
+            submitted=self._submitted,
             completed=self._completed,
             failed=self._failed,
+            cancelled=self._cancelled,
             rejected=self._rejected,
+            queue_peak=queued if queued > peak else peak,
         )
 
     def __repr__(self) -> str:
