@@ -128,6 +128,7 @@ def normalized(events: list[Event]) -> list[tuple[Any, ...]]:
     for event in events:
         fields = attrs.asdict(event, recurse=False)
         fields.pop("source")
+        fields.pop("wall")  # when it ran, not what happened
         row = [type(event).__name__]
         for key, value in sorted(fields.items()):
             shown = (

@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from typing import Any
 
 import attrs
 import pytest
 
+import resilio._events
 from resilio import (
     CallRejected,
     CircuitBreaker,
@@ -466,3 +468,48 @@ class TestSequence:
         for t in threads:
             t.join(timeout=30)
         assert sorted(e.seq for e in seen) == list(range(1, 4001))
+
+
+class TestWall:
+    """The bus stamps the events it delivers with the Unix time."""
+
+    def test_delivered_events_carry_the_unix_time(
+        self, bus: EventBus, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``wall`` is what time.time() said when the bus delivered the event."""
+        times = iter([1_700_000_000.25, 1_700_000_001.5])
+        monkeypatch.setattr(resilio._events, "_wall", lambda: next(times))
+        seen: list[Event] = []
+        bus.subscribe(Event, seen.append)
+        bus.publish(ping(1))
+        bus.publish(ping(2))
+        assert [e.wall for e in seen] == [1_700_000_000.25, 1_700_000_001.5]
+
+    def test_the_system_time_by_default(self, bus: EventBus) -> None:
+        """Without a replacement, ``wall`` comes from time.time(), even under a ManualClock."""
+        seen: list[Event] = []
+        bus.subscribe(Event, seen.append)
+        breaker = CircuitBreaker(failure_threshold=1, clock=ManualClock(), bus=bus)
+        before = time.time()
+        breaker.record_failure()
+        after = time.time()
+        (change,) = seen
+        assert change.at == 0.0
+        assert before <= change.wall <= after
+
+    def test_undelivered_events_keep_zero(self, bus: EventBus) -> None:
+        """An event nobody receives is not stamped."""
+        bus.subscribe(Ping, lambda e: None)
+        lost = Other(source="x", at=0.0)
+        bus.publish(lost)
+        assert lost.wall == 0.0
+
+    def test_wall_takes_no_part_in_equality(self, bus: EventBus) -> None:
+        """A delivered event equals, and hashes like, an undelivered one saying the same."""
+        bus.subscribe(Event, lambda e: None)
+        delivered = ping(3)
+        bus.publish(delivered)
+        assert delivered.wall > 0
+        assert delivered == ping(3)
+        assert hash(delivered) == hash(ping(3))
+        assert "wall" in repr(delivered)

@@ -7,10 +7,11 @@ class receives its subclasses, and subscribing to [`Event`][resilio.Event] recei
 Publishing costs one dictionary look-up when nobody listens: primitives ask
 [`EventBus.wants`][resilio.EventBus.wants] before they build an event.
 
-The bus numbers the events it delivers (``seq``). A breaker publishes its state
-changes one at a time, in the order they happened, so a subscriber sees each
-``new`` state become the next event's ``old`` even when many threads move it;
-across primitives and threads, ``seq`` gives the order of publication.
+The bus numbers the events it delivers (``seq``) and stamps them with the Unix
+time (``wall``, for logs). A breaker publishes its state changes one at a time, in
+the order they happened, so a subscriber sees each ``new`` state become the next
+event's ``old`` even when many threads move it; across primitives and threads,
+``seq`` gives the order of publication.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -38,14 +40,20 @@ class Event:
         seq: Its number on the bus that delivered it: 1 for the first event the bus
             delivered, increasing by one with each event delivered to anyone. Set by
             [`EventBus.publish`][resilio.EventBus.publish]; 0 until then.
+        wall: The Unix time (`time.time()`) when the bus delivered it, for log lines
+            and for lining events up with other systems' records. Set by
+            [`EventBus.publish`][resilio.EventBus.publish] with ``seq``; 0.0 until
+            then. It is the system's time even under a
+            [`ManualClock`][resilio.ManualClock]: ``at`` is the primitive's clock.
 
-    ``seq`` takes no part in comparisons: two events that say the same thing are
-    equal whichever bus delivered them.
+    ``seq`` and ``wall`` take no part in comparisons: two events that say the same
+    thing are equal whichever bus delivered them, and when.
     """
 
     source: str
     at: float
     seq: int = attrs.field(default=0, eq=False)
+    wall: float = attrs.field(default=0.0, eq=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -270,7 +278,7 @@ class EventBus:
     Handlers run in subscription order in the thread that published. A handler that
     raises is logged on the ``resilio`` logger and never breaks the primitive that
     published. Subscribing and unsubscribing are thread-safe. Each event delivered
-    to at least one handler gets the bus's next ``seq`` number.
+    to at least one handler gets the bus's next ``seq`` number and its ``wall`` time.
 
     Example:
         >>> bus = EventBus()
@@ -340,13 +348,14 @@ class EventBus:
     def publish(self, event: Event) -> None:
         """Deliver *event* to its handlers, in subscription order; handler errors are logged.
 
-        The event's ``seq`` is set first, unless nobody receives it.
+        The event's ``seq`` and ``wall`` are set first, unless nobody receives it.
         """
         handlers = self._handlers(type(event))
         if not handlers:
             return
         # Events are frozen to their readers, not to the bus that numbers them.
         object.__setattr__(event, "seq", next(self._seq))
+        object.__setattr__(event, "wall", _wall())
         for handler in handlers:
             try:
                 handler(event)
@@ -356,6 +365,9 @@ class EventBus:
     def __repr__(self) -> str:
         return f"<EventBus with {len(self._subscriptions)} subscriptions>"
 
+
+# The Unix time that stamps delivered events; a module global so tests can replace it.
+_wall = time.time
 
 _DEFAULT_BUS = EventBus()
 
