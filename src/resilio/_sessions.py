@@ -35,9 +35,9 @@ import inspect
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Generic, overload
 
 import anyio
@@ -58,6 +58,7 @@ from ._events import (
     check_bus,
     default_bus,
 )
+from ._registry import track
 from ._waiters import wait_async
 
 logger = logging.getLogger("resilio")
@@ -181,9 +182,44 @@ class Session(Generic[T]):
         return f"<Session {self.id!r} {self.state.value}>"
 
 
+# The reasons resilio itself gives, counted from 0 so that a dashboard shows them all.
+_REASONS = ("closed", "completed", "expired", "lifetime", "heartbeat", "evicted", "shutdown")
+
+
 @attrs.frozen(kw_only=True)
 class SessionStats:
-    """Cumulative counts of a session manager since it was built (being written)."""
+    """What a [`SessionManager`][resilio.SessionManager] has done since it was built.
+
+    ``live`` is the state now; the rest are cumulative counts that never go down.
+    A session is counted in ``created`` when it is made, and in ``destroyed`` once
+    its hooks have all run; while they run it is in neither ``live`` nor
+    ``destroyed``.
+
+    Attributes:
+        created: Sessions created (one per [`SessionCreated`][resilio.SessionCreated]).
+        destroyed: Sessions destroyed, by reason (one per
+            [`SessionDestroyed`][resilio.SessionDestroyed] with that ``reason``): a
+            read-only mapping that always holds resilio's own reasons, ``"closed"``,
+            ``"completed"``, ``"expired"``, ``"lifetime"``, ``"heartbeat"``,
+            ``"evicted"`` and ``"shutdown"`` (0 until one happens), and any other
+            reason given to ``destroy`` once it is used.
+        hook_failures: Destroy hooks that raised or ran past ``hook_timeout`` (one per
+            [`DestroyHookFailed`][resilio.DestroyHookFailed]).
+        live: Sessions live now.
+        touched: Touches: calls of ``touch``, and of ``get_or_create`` that found
+            the session live.
+        lateness_max: The largest lateness of an expiry, in seconds: the most time
+            between a session's deadline and the moment the manager acted on it
+            (the largest ``late`` of [`SessionExpired`][resilio.SessionExpired]);
+            ``0.0`` before the first expiry.
+    """
+
+    created: int
+    destroyed: Mapping[str, int] = attrs.field(hash=False)
+    hook_failures: int
+    live: int
+    touched: int
+    lateness_max: float
 
 
 class SessionManager(Generic[T]):
@@ -235,11 +271,15 @@ class SessionManager(Generic[T]):
         "_capacity",
         "_clock",
         "_closing",
+        "_created",
         "_dead",
+        "_destroyed",
         "_flights",
         "_heap",
+        "_hook_failures",
         "_hook_timeout",
         "_idle_timeout",
+        "_late_max",
         "_listeners",
         "_lru",
         "_max_lifetime",
@@ -251,6 +291,7 @@ class SessionManager(Generic[T]):
         "_tasks",
         "_timer",
         "_timer_scope",
+        "_touched",
     )
 
     def __init__(
@@ -296,11 +337,34 @@ class SessionManager(Generic[T]):
         self._dead = 0  # heap entries of sessions no longer active
         self._tasks: anyio.abc.TaskGroup | None = None
         self._started = self._closing = False
+        # Cumulative counts, changed only by the manager's own event loop thread (the
+        # manager belongs to that loop), so a plain `+= 1` is exact; any thread may
+        # read them (each is one object, never torn; the reason -> count dict is
+        # copied in one C call). Under free threading the same holds: one writer.
+        self._created = self._hook_failures = self._touched = 0
+        self._destroyed: dict[str, int] = dict.fromkeys(_REASONS, 0)
+        self._late_max = 0.0
+        track(self)
 
     @property
     def name(self) -> str:
         """The name that appears in events and ``repr``."""
         return self._name
+
+    def stats(self) -> SessionStats:
+        """Return the counts since the manager was built, and the sessions live now.
+
+        Safe to call from any thread (an exporter's): nothing is locked, and each
+        count is read whole, though two counts may be a session apart.
+        """
+        return SessionStats(
+            created=self._created,
+            destroyed=MappingProxyType(dict(self._destroyed)),
+            hook_failures=self._hook_failures,
+            live=len(self._sessions),
+            touched=self._touched,
+            lateness_max=self._late_max,
+        )
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -444,6 +508,7 @@ class SessionManager(Generic[T]):
             heapq.heappush(self._heap, (deadline, id))
             if deadline < self._armed and self._timer is not None:
                 self._timer.wake()  # a nearer deadline: re-arm
+        self._created += 1
         bus = self._bus
         if bus.wants(SessionCreated):
             bus.publish(SessionCreated(source=self._name, at=now, session_id=id))
@@ -546,6 +611,7 @@ class SessionManager(Generic[T]):
                 if self._lru is not None:
                     self._lru.move_to_end(session_id)
                 session.touched_at = self._now()
+                self._touched += 1
                 return session
             flight = self._flights.get(session_id)
             if flight is None:
@@ -574,6 +640,7 @@ class SessionManager(Generic[T]):
         session = self._blank()
         now = self._now()
         session._start(session_id, data, now, None, hooks, None)
+        self._created += 1
         if self._bus.wants(SessionCreated):
             self._bus.publish(SessionCreated(source=self._name, at=now, session_id=session_id))
         session.state = DESTROYING
@@ -622,6 +689,7 @@ class SessionManager(Generic[T]):
         if self._lru is not None:
             self._lru.move_to_end(session_id)  # most recently touched
         session.touched_at = self._now()
+        self._touched += 1
         return session
 
     async def heartbeat(self, session_id: str) -> Session[T]:
@@ -805,6 +873,9 @@ class SessionManager(Generic[T]):
     def _finish(self, session: Session) -> None:
         session.state = DESTROYED
         session._hooks = None
+        destroyed = self._destroyed
+        reason = session.reason or ""
+        destroyed[reason] = destroyed.get(reason, 0) + 1
         bus = self._bus
         if bus.wants(SessionDestroyed):
             bus.publish(
@@ -812,11 +883,12 @@ class SessionManager(Generic[T]):
                     source=self._name,
                     at=self._now(),
                     session_id=session.id,
-                    reason=session.reason or "",
+                    reason=reason,
                 )
             )
 
     def _hook_failed(self, session: Session, error: BaseException) -> None:
+        self._hook_failures += 1
         logger.error(
             "destroy hook of session %r (%s) failed", session.id, self._name, exc_info=error
         )
@@ -867,14 +939,12 @@ class SessionManager(Generic[T]):
                 heapq.heappush(heap, (current, session_id))
                 continue
             session._due = None  # (its entry is out of the heap: nothing left behind)
+            late = now - current
+            self._late_max = max(self._late_max, late)
             if bus.wants(SessionExpired):
                 bus.publish(
                     SessionExpired(
-                        source=self._name,
-                        at=now,
-                        session_id=session_id,
-                        reason=reason,
-                        late=now - current,
+                        source=self._name, at=now, session_id=session_id, reason=reason, late=late
                     )
                 )
             if not self._claim(session, reason):
