@@ -6,7 +6,9 @@ counts as a failure, raise an ignored error or raise an error outside ``failure_
 calls that take virtual time, caller-recorded outcomes, ``force_open()``, ``reset()``
 and clock jumps, with an open timeout that may grow (``open_timeout_max``). After every
 step the state, rejections, ``retry_after``, the open timeout, ``last_failure``,
-counters and published events must agree.
+counters (the window's and the cumulative ones: succeeded, failed, ignored, rejected,
+transitions) and published events (``CallCompleted`` with its exact duration
+included) must agree.
 
 All clock values are multiples of 0.5 s, so time arithmetic is exact.
 """
@@ -28,6 +30,7 @@ from hypothesis.stateful import (
 )
 
 from resilio import (
+    CallCompleted,
     CallRejected,
     CircuitBreaker,
     CircuitOpenError,
@@ -105,6 +108,8 @@ class Model:
         self.open_reason: str | None = None
         self.last_change = now
         self.events: list[Event] = []
+        # Cumulative since construction: reset() keeps them.
+        self.counts = {"succeeded": 0, "failed": 0, "ignored": 0, "rejected": 0, "transitions": 0}
 
     def closed_outcome(self, now: float, failed: bool, slow: bool) -> str | None:
         raise NotImplementedError
@@ -116,6 +121,7 @@ class Model:
         self.events.append(
             CircuitStateChanged(source=NAME, at=now, old=self.state, new=new, reason=reason)
         )
+        self.counts["transitions"] += 1
         if new is OPEN and self.state is HALF_OPEN and not self.forced:
             self.open_timeout = min(2 * self.open_timeout, self.open_timeout_max)
         self.state = new
@@ -134,6 +140,7 @@ class Model:
         if self.state is OPEN:
             if self.forced or now < self.open_until:
                 retry_after = None if self.forced else self.open_until - now
+                self.counts["rejected"] += 1
                 self.events.append(
                     CallRejected(source=NAME, at=now, state=OPEN, retry_after=retry_after)
                 )
@@ -316,15 +323,22 @@ class BreakerMachine(RuleBasedStateMachine):
         assert admitted
         assert (caught is None) if raises is None else (type(caught) is raises)
         assert ran == [took]
-        if outcome != "ignored":
+        now = self.clock.monotonic()
+        if outcome == "ignored":
+            counted = "ignored"
+        else:
             # A with block has no result: failure_if is not asked there.
             judged_bad = outcome == "bad" and form != "with"
+            failed = outcome == "fail" or judged_bad
+            counted = "failed" if failed else "succeeded"
             self.model.outcome(
-                self.clock.monotonic(),
-                failed=outcome == "fail" or judged_bad,
+                now,
+                failed=failed,
                 slow=self.is_slow(took),
                 failure=caught if outcome == "fail" else BAD,
             )
+        self.model.counts[counted] += 1
+        self.model.events.append(CallCompleted(source=NAME, at=now, outcome=counted, duration=took))
 
     @rule(seconds=JUMPS)
     def advance(self, seconds: float) -> None:
@@ -336,6 +350,7 @@ class BreakerMachine(RuleBasedStateMachine):
             self.breaker.record_failure()
         else:
             self.breaker.record_success()
+        self.model.counts["failed" if failed else "succeeded"] += 1  # whatever the state
         if self.model.state is not OPEN:
             self.model.outcome(self.clock.monotonic(), failed=failed)
 
@@ -365,6 +380,7 @@ class BreakerMachine(RuleBasedStateMachine):
         if model.state is HALF_OPEN:
             assert snap.consecutive_successes == model.successes
         assert self.events == model.events
+        assert {key: getattr(snap, key) for key in model.counts} == model.counts
         self.agrees_on_counters(snap, now)
 
     def agrees_on_counters(self, snap: Any, now: float) -> None:

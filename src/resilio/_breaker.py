@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import enum
+import itertools
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,9 +36,17 @@ import attrs
 from . import _validate
 from ._clock import SYSTEM_CLOCK, Clock, check_clock
 from ._errors import CircuitOpenError, MisuseError, RejectedError
-from ._events import CallRejected, CircuitStateChanged, EventBus, check_bus, default_bus
+from ._events import (
+    CallCompleted,
+    CallRejected,
+    CircuitStateChanged,
+    EventBus,
+    check_bus,
+    default_bus,
+)
 from ._guard import Guard, is_async_callable
 from ._instant import SWITCH
+from ._registry import track
 from ._waiters import finished
 
 logger = logging.getLogger("resilio")
@@ -49,6 +58,18 @@ _new_rejection = CircuitOpenError.__new__
 # equals it, so its outcome is never counted (and it is never the sliding window's
 # -1, "no fast path").
 _UNCOUNTED = -2
+
+
+def count_of(counter: itertools.count[int]) -> int:
+    """How many times ``next()`` was called on *counter* (made by ``itertools.count()``).
+
+    Read from its ``repr`` (``count(7)``): no lock, and the counter does not move.
+    ``next()`` on a count is one indivisible step under the GIL, so a total counted
+    from many threads is exact; on a free-threaded build CPython keeps a count's
+    ``next()`` thread-safe from 3.14 on, and totals from 3.13t may fall short under
+    contention.
+    """
+    return int(repr(counter)[6:-1])
 
 
 class CircuitState(enum.Enum):
@@ -91,6 +112,19 @@ class BreakerSnapshot:
         last_failure: What last counted as a failure: the exception, or the result
             ``failure_if`` judged a failure; ``None`` until something has, and after
             `reset()`.
+        succeeded: Calls that counted as successes since the breaker was made
+            (``record_success()`` included).
+        failed: Calls that counted as failures since it was made
+            (``record_failure()`` included).
+        ignored: Calls that ran and counted neither way since it was made: an
+            exception in ``ignore``, a rejection by an inner primitive, a misused
+            form, a cancelled or interrupted call.
+        rejected: Calls this breaker refused without running them since it was
+            made (open, or half-open with every probe slot taken).
+        transitions: State changes since it was made.
+
+    The five counts are cumulative: `reset()` does not clear them. The time spent in
+    the current state is ``clock.monotonic() - last_change``.
     """
 
     name: str
@@ -104,6 +138,11 @@ class BreakerSnapshot:
     retry_after: float | None
     open_timeout: float
     last_failure: object
+    succeeded: int
+    failed: int
+    ignored: int
+    rejected: int
+    transitions: int
 
 
 ExceptionSpec = (
@@ -157,6 +196,16 @@ class BreakerBase(Guard):
 
     Subclasses implement ``_closed_outcome`` (count one outcome while closed and
     return a reason to trip, or ``None``) and ``_clear_counts``.
+
+    The cumulative counters (``_succeeded``, ``_failed``, ``_ignored``,
+    ``_rejected``) are `itertools.count` objects, made once and never replaced, so
+    paths that hold no lock (a closed breaker's quiet successes in the guard, a
+    refusal) count with one ``next()``; `count_of` reads them. Every call that ran
+    lands in exactly one of the first three: ``_record`` counts what it is handed
+    (before it asks whether the call's generation is still current),
+    ``_release`` counts the calls that counted neither way, and the guard counts
+    the successes it does not report. ``_transitions`` is a plain int, changed only
+    in ``_move``, with the lock held.
     """
 
     _refused_type = CircuitOpenError
@@ -178,6 +227,7 @@ class BreakerBase(Guard):
         "_changed_at",
         "_clock",
         "_entered",
+        "_failed",
         "_failure_if",
         "_failure_on",
         "_forced",
@@ -187,6 +237,7 @@ class BreakerBase(Guard):
         "_gen",
         "_half_open_max",
         "_ignore",
+        "_ignored",
         "_in_flight",
         "_last_failure",
         "_lock",
@@ -201,13 +252,17 @@ class BreakerBase(Guard):
         "_probe_deadline",
         "_publishing",
         "_refused_until",
+        "_rejected",
         "_rejections_counted",
         "_state",
+        "_succeeded",
         "_success_threshold",
         "_successes",
         "_timed",
         "_timed_free",
+        "_transitions",
         "_unheard",
+        "_untimed",
     )
 
     def __init__(
@@ -266,6 +321,12 @@ class BreakerBase(Guard):
         self._open_until = 0.0
         self._refused_until = 0.0
         self._unheard: object = None
+        self._untimed: object = None
+        self._succeeded = itertools.count()
+        self._failed = itertools.count()
+        self._ignored = itertools.count()
+        self._rejected = itertools.count()
+        self._transitions = 0
         self._entered = finished(self)  # what an admitted ``async with`` awaits
         self._probe_deadline = 0.0
         self._open_reason: str | None = None
@@ -311,9 +372,11 @@ class BreakerBase(Guard):
         self._announce(change)
 
     def reset(self) -> None:
-        """Close the breaker and clear every counter; outcomes of calls running now are ignored.
+        """Close the breaker and clear its counts; outcomes of calls running now are ignored.
 
         The open timeout is back to ``open_timeout`` and ``last_failure`` to ``None``.
+        The cumulative counters of `snapshot()` (``succeeded``, ``failed``,
+        ``ignored``, ``rejected``, ``transitions``) are kept: they only grow.
         """
         with self._lock:
             self._forced = False
@@ -408,6 +471,7 @@ class BreakerBase(Guard):
                 return _UNCOUNTED  # instant mode: let it through, count nothing
             else:
                 retry_after = self._open_until - now
+            next(self._rejected)
             if self._bus._routes is not self._unheard:
                 self._announce_refusal(now, retry_after)
             raise _new_rejection(CircuitOpenError, self._name, retry_after, self._last_failure)
@@ -417,6 +481,7 @@ class BreakerBase(Guard):
         if rejection is not None:
             if SWITCH.on and SWITCH.here() and not self._forced:
                 return _UNCOUNTED
+            next(self._rejected)
             self._publish_rejected(*rejection)
             if rejection[0] is HALF_OPEN:
                 # No hint: nobody knows when the running probes will report back.
@@ -470,14 +535,15 @@ class BreakerBase(Guard):
     def _on_success(self, token: Any) -> None:
         self._record(token, failed=False)
 
-    def _on_error(self, token: Any, exc: Exception) -> None:
+    def _on_error(self, token: Any, exc: Exception) -> str:
         ignored, failed = self._classify(exc)
         if ignored:
             self._release(token)
-        else:
-            self._record(token, failed=failed, failure=exc)
+            return "ignored"
+        self._record(token, failed=failed, failure=exc)
+        return "failed" if failed else "succeeded"
 
-    def _on_result(self, token: Any, result: Any) -> None:
+    def _on_result(self, token: Any, result: Any) -> str:
         """Count a call that returned *result*, a failure if ``failure_if`` says so."""
         try:
             failed = self._failure_if(result)
@@ -489,8 +555,34 @@ class BreakerBase(Guard):
             raise
         if failed:
             self._outcome(token, failed=True, failure=result)
-        elif self._free_success or token is not self._free:
+            return "failed"
+        if self._free_success or token is not self._free:
             self._on_success(token)
+        else:
+            next(self._succeeded)  # closed and clean: counted, nothing else to do
+        return "succeeded"
+
+    def _wants_completed(self) -> bool:
+        """Whether anyone subscribes to `CallCompleted`; remembers a table that says no.
+
+        The guard's forms ask this only when the bus's routing table is not
+        ``_untimed``, the last one found to send `CallCompleted` nowhere (the bus
+        replaces its table on every change, never edits it).
+        """
+        bus = self._bus
+        if bus.wants(CallCompleted):
+            return True
+        routes = bus._routes
+        if routes.get(CallCompleted) == ():
+            self._untimed = routes
+        return False
+
+    def _completed(self, outcome: str, start: float) -> None:
+        """Publish the `CallCompleted` of a call that started at *start* on the clock."""
+        now = self._now()
+        self._bus.publish(
+            CallCompleted(source=self._name, at=now, outcome=outcome, duration=now - start)
+        )
 
     def _outcome(self, token: Any, *, failed: bool, failure: object = None) -> None:
         self._record(token, failed=failed, failure=failure)
@@ -515,6 +607,7 @@ class BreakerBase(Guard):
         return self._gen
 
     def _release(self, token: Any) -> None:
+        next(self._ignored)
         with self._lock:
             if token == self._gen and self._state is HALF_OPEN:
                 self._in_flight -= 1
@@ -531,6 +624,7 @@ class BreakerBase(Guard):
         failure: object = None,
     ) -> None:
         change = None
+        next(self._failed if failed else self._succeeded)
         lock = self._lock
         lock.acquire()  # explicit acquire/release: ``with lock`` costs twice as much
         try:
@@ -580,6 +674,7 @@ class BreakerBase(Guard):
         old = self._state
         self._state = new
         self._gen += 1
+        self._transitions += 1
         self._changed_at = now
         self._in_flight = 0
         self._successes = 0
@@ -747,6 +842,7 @@ class CircuitBreaker(BreakerBase):
             bus=bus,
         )
         self._free_success = False  # closed and clean: a success changes nothing
+        track(self)
 
     def _closed_outcome(self, failed: bool, slow: bool) -> str | None:
         if failed:
@@ -786,6 +882,11 @@ class CircuitBreaker(BreakerBase):
                 retry_after=self._retry_after_locked(),
                 open_timeout=self._open_timeout,
                 last_failure=self._last_failure,
+                succeeded=count_of(self._succeeded),
+                failed=count_of(self._failed),
+                ignored=count_of(self._ignored),
+                rejected=count_of(self._rejected),
+                transitions=self._transitions,
             )
 
     def __repr__(self) -> str:

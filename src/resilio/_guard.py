@@ -8,7 +8,8 @@ A primitive that guards calls implements a small permission protocol:
   class sets ``_acquire_waits = True``; otherwise async callers use ``_acquire()``,
   which then never blocks.
 * ``_on_success(token)`` and ``_on_error(token, exc)`` record the outcome; the
-  primitive classifies ``exc`` (an `Exception`) itself.
+  primitive classifies ``exc`` (an `Exception`) itself, and ``_on_error`` returns
+  how it counted it: ``"succeeded"``, ``"failed"`` or ``"ignored"``.
 * ``_release(token)`` gives the permit back without an outcome. The guard calls it
   when the call was cancelled or interrupted: any `BaseException` that is not
   an `Exception` (asyncio and trio cancellation, ``KeyboardInterrupt``,
@@ -21,7 +22,8 @@ A primitive that guards calls implements a small permission protocol:
   guard's ``_free_success`` is false (a class attribute, or a slot, which reads
   faster, as breakers keep it) a success on that path changes nothing
   (a closed breaker with a clean record) and is not reported either, unless
-  ``_free`` changed while the call ran.
+  ``_free`` changed while the call ran; the guard then only counts it, with one
+  ``next()`` on the guard's ``_succeeded``, an `itertools.count`.
 * ``_timed_free`` is like ``_free`` for a guard that times its calls
   (``_timed = True``, a breaker measuring slow calls): the decorator pairs it with
   the start time on ``_now()``, ``(token, start)``, the token ``_acquire()``
@@ -40,7 +42,18 @@ A primitive that guards calls implements a small permission protocol:
   ``failure_if``): the decorator, in a variant chosen when it wraps, and
   ``call`` / ``call_async`` then hand each result to ``_on_result(token,
   result)`` instead of ``_on_success(token)``, and the primitive judges it.
-  ``with`` blocks have no result and report successes as ever.
+  ``with`` blocks have no result and report successes as ever. ``_on_result``
+  returns how it counted the result, as ``_on_error`` does.
+* ``_untimed`` is a routing table of the guard's ``_bus`` found to send
+  `CallCompleted` nowhere. While the bus's table is that one, the forms time
+  nothing. Otherwise they ask ``_wants_completed()`` once the call is admitted,
+  and when it says yes the call runs timed: the decorators and ``call`` /
+  ``call_async`` hand it to ``_run_timed`` / ``_run_timed_async``, and blocks
+  keep the start time with their permit (a ``_Started``). Every outcome is then
+  reported (no quiet success), and ``_completed(outcome, start)`` publishes the
+  event. The check costs one identity comparison when nobody listens.
+* ``_rejected`` is an `itertools.count`: the decorators' own refusals count
+  themselves there with one ``next()``.
 
 `Guard` turns that protocol into the decorator (for ``def`` and
 ``async def``, signatures kept), ``with`` / ``async with`` blocks and
@@ -127,6 +140,16 @@ def _generators_refused(guard: Guard, fn: Callable[..., Any]) -> str:
     )
 
 
+class _Started:
+    """The permit of a ``with`` block somebody times, and the clock time it started."""
+
+    __slots__ = ("start", "token")
+
+    def __init__(self, token: Any, start: float) -> None:
+        self.token = token
+        self.start = start
+
+
 def is_async_callable(fn: object) -> bool:
     """Whether calling *fn* returns an awaitable coroutine; looks through partials."""
     while isinstance(fn, functools.partial):
@@ -172,6 +195,9 @@ class Guard:
     _unheard: object = None
     _failure_if: Any = None
     _last_failure: object = None
+    _untimed: object = None
+    _succeeded: Any = None
+    _rejected: Any = None
 
     # -- the protocol each primitive implements -------------------------------------
 
@@ -184,14 +210,22 @@ class Guard:
     def _on_success(self, token: Any) -> None:
         raise NotImplementedError
 
-    def _on_error(self, token: Any, exc: Exception) -> None:
+    def _on_error(self, token: Any, exc: Exception) -> Any:
         raise NotImplementedError
 
     def _release(self, token: Any) -> None:
         raise NotImplementedError
 
-    def _on_result(self, token: Any, result: Any) -> None:
+    def _on_result(self, token: Any, result: Any) -> Any:
         """Record a call that returned *result* (only when ``_failure_if`` is set)."""
+        raise NotImplementedError
+
+    def _wants_completed(self) -> bool:
+        """Whether anyone subscribes to `CallCompleted` (see ``_untimed``)."""
+        return False
+
+    def _completed(self, outcome: str, start: float) -> None:
+        """Publish that a call started at *start* ended with *outcome*."""
         raise NotImplementedError
 
     def _on_timed_success(self, token: Any) -> None:
@@ -204,6 +238,88 @@ class Guard:
     def _orphan_token(self) -> Any:
         """A token for a ``with`` block left in another context than it was entered."""
         return self._free
+
+    # -- calls somebody times (CallCompleted) ---------------------------------------
+
+    def _run_timed(
+        self,
+        token: Any,
+        start: float | None,
+        fn: Callable[..., T],
+        args: Any,
+        kwargs: Any,
+        *,
+        checked: bool = False,
+    ) -> T:
+        """Run an admitted call, report its outcome and publish its `CallCompleted`.
+
+        *start* is the clock time it started at, or ``None`` to read it now; *checked*
+        refuses what an async or generator function returns, as ``call`` does.
+        """
+        if start is None:
+            start = cast("Any", self)._now()
+        try:
+            result = fn(*args, **kwargs)
+            if checked and type(result) in _DEFERRED:
+                _check_result(self, fn, result)
+        except Exception as exc:
+            self._completed(self._on_error(token, exc), start)
+            raise
+        except BaseException:
+            self._release(token)
+            self._completed("ignored", start)
+            raise
+        if self._failure_if is None:
+            self._on_success(token)
+            outcome = "succeeded"
+        else:
+            outcome = self._on_result(token, result)
+        self._completed(outcome, start)
+        return result
+
+    async def _run_timed_async(
+        self,
+        token: Any,
+        fn: Callable[..., Awaitable[T]],
+        args: Any,
+        kwargs: Any,
+        *,
+        checked: bool = False,
+    ) -> T:
+        """`_run_timed` for an async call, started now."""
+        start: float = cast("Any", self)._now()
+        try:
+            awaitable = fn(*args, **kwargs)
+            if checked and type(awaitable) is not CoroutineType:
+                _check_awaitable(self, fn, awaitable)
+            result = await awaitable
+        except Exception as exc:
+            self._completed(self._on_error(token, exc), start)
+            raise
+        except BaseException:
+            self._release(token)
+            self._completed("ignored", start)
+            raise
+        if self._failure_if is None:
+            self._on_success(token)
+            outcome = "succeeded"
+        else:
+            outcome = self._on_result(token, result)
+        self._completed(outcome, start)
+        return result
+
+    def _exit_timed(self, started: _Started, exc: BaseException | None) -> None:
+        """Settle a timed block's permit and publish its `CallCompleted`."""
+        token = started.token
+        if exc is None:
+            self._on_success(token)
+            outcome = "succeeded"
+        elif isinstance(exc, Exception):
+            outcome = self._on_error(token, exc)
+        else:
+            self._release(token)
+            outcome = "ignored"
+        self._completed(outcome, started.start)
 
     # -- the four forms -------------------------------------------------------------
 
@@ -266,16 +382,19 @@ class Guard:
 
             @functools.wraps(fn)
             def guarded_timed(*args: P.args, **kwargs: P.kwargs) -> T:
-                token = guard._timed_free
+                token: Any = guard._timed_free
                 if token is None:
                     until = guard._refused_until
                     if until and (now := clock()) < until and not (SWITCH.on and SWITCH.here()):
+                        next(guard._rejected)
                         if bus._routes is not guard._unheard:
                             guard._announce_refusal(now, until - now)
                         raise _new_exception(refused, name, until - now, guard._last_failure)
                     token = guard._acquire()
                 else:
                     token = (token, clock())
+                if bus._routes is not guard._untimed and guard._wants_completed():
+                    return guard._run_timed(token, token[1], fn, args, kwargs)
                 try:
                     result = fn(*args, **kwargs)
                 except Exception as exc:
@@ -297,10 +416,13 @@ class Guard:
                 if token is None:
                     until = guard._refused_until
                     if until and (now := clock()) < until and not (SWITCH.on and SWITCH.here()):
+                        next(guard._rejected)
                         if bus._routes is not guard._unheard:
                             guard._announce_refusal(now, until - now)
                         raise _new_exception(refused, name, until - now, guard._last_failure)
                     token = guard._acquire()
+                if bus._routes is not guard._untimed and guard._wants_completed():
+                    return guard._run_timed(token, None, fn, args, kwargs)
                 try:
                     result = fn(*args, **kwargs)
                 except Exception as exc:
@@ -314,16 +436,21 @@ class Guard:
 
             return guarded
 
+        succeeded = self._succeeded
+
         @functools.wraps(fn)
         def guarded_quiet(*args: P.args, **kwargs: P.kwargs) -> T:
             token = guard._free
             if token is None:
                 until = guard._refused_until
                 if until and (now := clock()) < until and not (SWITCH.on and SWITCH.here()):
+                    next(guard._rejected)
                     if bus._routes is not guard._unheard:
                         guard._announce_refusal(now, until - now)
                     raise _new_exception(refused, name, until - now, guard._last_failure)
                 token = guard._acquire()
+                if bus._routes is not guard._untimed and guard._wants_completed():
+                    return guard._run_timed(token, None, fn, args, kwargs)
                 try:
                     result = fn(*args, **kwargs)
                 except Exception as exc:
@@ -334,13 +461,20 @@ class Guard:
                     raise
                 guard._on_success(token)
                 return result
+            if bus._routes is not guard._untimed and guard._wants_completed():
+                return guard._run_timed(token, None, fn, args, kwargs)
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 guard._on_error(token, exc)
                 raise
+            except BaseException:
+                guard._release(token)  # no permit to give back: counts it as ignored
+                raise
             if guard._free is not token:  # another call failed meanwhile: report it
                 guard._on_success(token)
+            else:
+                next(succeeded)
             return result
 
         return guarded_quiet
@@ -360,10 +494,13 @@ class Guard:
             if token is None:
                 until = guard._refused_until
                 if until and (now := clock()) < until and not (SWITCH.on and SWITCH.here()):
+                    next(guard._rejected)
                     if bus._routes is not guard._unheard:
                         guard._announce_refusal(now, until - now)
                     raise _new_exception(refused, name, until - now, guard._last_failure)
                 token = guard._acquire()
+            if bus._routes is not guard._untimed and guard._wants_completed():
+                return guard._run_timed(token, None, fn, args, kwargs)
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
@@ -390,10 +527,13 @@ class Guard:
             if token is None:
                 until = guard._refused_until
                 if until and (now := clock()) < until and not (SWITCH.on and SWITCH.here()):
+                    next(guard._rejected)
                     if bus._routes is not guard._unheard:
                         guard._announce_refusal(now, until - now)
                     raise _new_exception(refused, name, until - now, guard._last_failure)
                 token = await guard._acquire_async() if guard._acquire_waits else guard._acquire()
+            if bus._routes is not guard._untimed and guard._wants_completed():
+                return await guard._run_timed_async(token, fn, args, kwargs)
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
@@ -427,12 +567,15 @@ class Guard:
                 if token is None:
                     until = guard._refused_until
                     if until and (now := clock()) < until and not (SWITCH.on and SWITCH.here()):
+                        next(guard._rejected)
                         if bus._routes is not guard._unheard:
                             guard._announce_refusal(now, until - now)
                         raise _new_exception(refused, name, until - now, guard._last_failure)
                     token = (
                         await guard._acquire_async() if guard._acquire_waits else guard._acquire()
                     )
+                if bus._routes is not guard._untimed and guard._wants_completed():
+                    return await guard._run_timed_async(token, fn, args, kwargs)
                 try:
                     result = await fn(*args, **kwargs)
                 except Exception as exc:
@@ -446,16 +589,21 @@ class Guard:
 
             return guarded
 
+        succeeded = self._succeeded
+
         @functools.wraps(fn)
         async def guarded_quiet(*args: P.args, **kwargs: P.kwargs) -> T:
             token = guard._free
             if token is None:
                 until = guard._refused_until
                 if until and (now := clock()) < until and not (SWITCH.on and SWITCH.here()):
+                    next(guard._rejected)
                     if bus._routes is not guard._unheard:
                         guard._announce_refusal(now, until - now)
                     raise _new_exception(refused, name, until - now, guard._last_failure)
                 token = await guard._acquire_async() if guard._acquire_waits else guard._acquire()
+                if bus._routes is not guard._untimed and guard._wants_completed():
+                    return await guard._run_timed_async(token, fn, args, kwargs)
                 try:
                     result = await fn(*args, **kwargs)
                 except Exception as exc:
@@ -466,13 +614,20 @@ class Guard:
                     raise
                 guard._on_success(token)
                 return result
+            if bus._routes is not guard._untimed and guard._wants_completed():
+                return await guard._run_timed_async(token, fn, args, kwargs)
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
                 guard._on_error(token, exc)
                 raise
+            except BaseException:
+                guard._release(token)  # no permit to give back: counts it as ignored
+                raise
             if guard._free is not token:  # another call failed meanwhile: report it
                 guard._on_success(token)
+            else:
+                next(succeeded)
             return result
 
         return guarded_quiet
@@ -494,6 +649,8 @@ class Guard:
                     _check_result(self, fn, result)
                 return result
             token = self._acquire()
+            if self._untimed is not self._bus._routes and self._wants_completed():  # type: ignore[attr-defined]
+                return self._run_timed(token, None, fn, args, kwargs, checked=True)
             try:
                 result = fn(*args, **kwargs)
                 if type(result) in _DEFERRED:
@@ -509,8 +666,10 @@ class Guard:
             else:
                 self._on_result(token, result)
             return result
-        # Admitted without a permit: nothing to give back if interrupted, and a
-        # success is reported only when it may change something (see _free_success).
+        if self._untimed is not self._bus._routes and self._wants_completed():  # type: ignore[attr-defined]
+            return self._run_timed(token, None, fn, args, kwargs, checked=True)
+        # Admitted without a permit, and a success is reported only when it may
+        # change something (see _free_success).
         try:
             result = fn(*args, **kwargs)
             if type(result) in _DEFERRED:
@@ -518,10 +677,15 @@ class Guard:
         except Exception as exc:
             self._on_error(token, exc)
             raise
+        except BaseException:
+            self._release(token)  # no permit to give back: counts it as ignored
+            raise
         if self._failure_if is not None:
             self._on_result(token, result)
         elif self._free_success or self._free is not token:
             self._on_success(token)
+        else:
+            next(self._succeeded)
         return result
 
     async def call_async(
@@ -546,6 +710,8 @@ class Guard:
                     _check_awaitable(self, fn, awaitable)
                 return await awaitable
             token = await self._acquire_async() if self._acquire_waits else self._acquire()
+            if self._untimed is not self._bus._routes and self._wants_completed():  # type: ignore[attr-defined]
+                return await self._run_timed_async(token, fn, args, kwargs, checked=True)
             try:
                 awaitable = fn(*args, **kwargs)
                 if type(awaitable) is not CoroutineType:
@@ -562,6 +728,8 @@ class Guard:
             else:
                 self._on_result(token, result)
             return result
+        if self._untimed is not self._bus._routes and self._wants_completed():  # type: ignore[attr-defined]
+            return await self._run_timed_async(token, fn, args, kwargs, checked=True)
         try:
             awaitable = fn(*args, **kwargs)
             if type(awaitable) is not CoroutineType:
@@ -570,14 +738,20 @@ class Guard:
         except Exception as exc:
             self._on_error(token, exc)
             raise
+        except BaseException:
+            self._release(token)  # no permit to give back: counts it as ignored
+            raise
         if self._failure_if is not None:
             self._on_result(token, result)
         elif self._free_success or self._free is not token:
             self._on_success(token)
+        else:
+            next(self._succeeded)
         return result
 
     # A free token means the guard counts outcomes (see _free), so the blocks check
-    # _outcomes only off that path.
+    # _outcomes only off that path. A block somebody times holds a _Started (never
+    # equal to _free) instead of its token, so the quiet exit never mistakes it.
 
     def __enter__(self) -> Self:
         token = self._free
@@ -586,6 +760,8 @@ class Guard:
                 self._acquire()
                 return self
             token = self._acquire()
+        if self._untimed is not self._bus._routes and self._wants_completed():  # type: ignore[attr-defined]
+            token = _Started(token, self._now())  # type: ignore[attr-defined]
         node = _held.get()
         if node is not None and node[0] is None and node[3] == get_ident():
             node[1] = token
@@ -604,6 +780,8 @@ class Guard:
                     self._acquire()
                 return self
             token = await self._acquire_async() if self._acquire_waits else self._acquire()
+        if self._untimed is not self._bus._routes and self._wants_completed():  # type: ignore[attr-defined]
+            token = _Started(token, self._now())  # type: ignore[attr-defined]
         node = _held.get()
         if node is not None and node[0] is None and node[3] == get_ident():
             node[1] = token
@@ -634,7 +812,14 @@ class Guard:
         if exc is None:
             # A token equal to _free means a success changes nothing (_free_success).
             if self._free_success or self._free is not token:
-                self._on_success(token)
+                if token.__class__ is _Started:
+                    self._exit_timed(token, None)
+                else:
+                    self._on_success(token)
+            else:
+                next(self._succeeded)
+        elif token.__class__ is _Started:
+            self._exit_timed(token, exc)
         elif isinstance(exc, Exception):
             self._on_error(token, exc)
         else:
@@ -658,7 +843,14 @@ class Guard:
             token = self._pop_token(node)
         if exc is None:
             if self._free_success or self._free is not token:
-                self._on_success(token)
+                if token.__class__ is _Started:
+                    self._exit_timed(token, None)
+                else:
+                    self._on_success(token)
+            else:
+                next(self._succeeded)
+        elif token.__class__ is _Started:
+            self._exit_timed(token, exc)
         elif isinstance(exc, Exception):
             self._on_error(token, exc)
         else:
@@ -673,6 +865,8 @@ class Guard:
         token = self._free
         if token is None:
             token = self._acquire()
+        if self._untimed is not self._bus._routes and self._wants_completed():  # type: ignore[attr-defined]
+            token = _Started(token, self._now())  # type: ignore[attr-defined]
         node = _held.get()
         if node is not None and node[0] is None and node[3] == get_ident():
             node[1] = token
@@ -697,7 +891,14 @@ class Guard:
             token = self._pop_token(node)
         if exc is None:
             if self._free_success or self._free is not token:
-                self._on_success(token)
+                if token.__class__ is _Started:
+                    self._exit_timed(token, None)
+                else:
+                    self._on_success(token)
+            else:
+                next(self._succeeded)
+        elif token.__class__ is _Started:
+            self._exit_timed(token, exc)
         elif isinstance(exc, Exception):
             self._on_error(token, exc)
         else:

@@ -17,9 +17,17 @@ from typing import Any
 import attrs
 
 from . import _validate
-from ._breaker import CLOSED, BreakerBase, CircuitState, ExceptionSpec, ResultPredicate
+from ._breaker import (
+    CLOSED,
+    BreakerBase,
+    CircuitState,
+    ExceptionSpec,
+    ResultPredicate,
+    count_of,
+)
 from ._clock import SYSTEM_CLOCK, Clock
 from ._events import EventBus
+from ._registry import track
 
 # One byte per call in a count-based window: bit 0 "a call", bit 1 "failed",
 # bit 2 "slow"; 0 is an empty slot. The window keeps a count per code.
@@ -76,6 +84,20 @@ class WindowSnapshot:
         last_failure: What last counted as a failure: the exception, or the result
             ``failure_if`` judged a failure; ``None`` until something has, and after
             `reset()`. A slow call that succeeded is not a failure.
+        succeeded: Calls that counted as successes since the breaker was made (slow
+            ones included, and ``record_success()``).
+        failed: Calls that counted as failures since it was made
+            (``record_failure()`` included).
+        ignored: Calls that ran and counted neither way since it was made: an
+            exception in ``ignore``, a rejection by an inner primitive, a misused
+            form, a cancelled or interrupted call.
+        rejected: Calls this breaker refused without running them since it was
+            made (open, or half-open with every probe slot taken).
+        transitions: State changes since it was made.
+
+    ``calls``, ``failed_calls`` and ``slow_calls`` describe the window, which
+    closing and `reset()` empty; the five counts after them are cumulative and only
+    grow. The time spent in the current state is ``clock.monotonic() - last_change``.
     """
 
     name: str
@@ -92,6 +114,11 @@ class WindowSnapshot:
     retry_after: float | None
     open_timeout: float
     last_failure: object
+    succeeded: int
+    failed: int
+    ignored: int
+    rejected: int
+    transitions: int
 
 
 class SlidingWindowBreaker(BreakerBase):
@@ -260,6 +287,7 @@ class SlidingWindowBreaker(BreakerBase):
             self._ring_failures = [0] * self.BUCKETS
             self._ring_slows = [0] * self.BUCKETS
         self._clear_counts()
+        track(self)
 
     # -- guard protocol: carry the start time when durations matter ----------------
 
@@ -291,6 +319,7 @@ class SlidingWindowBreaker(BreakerBase):
             until = self._tick_until
             if until is None or self._now() < until:
                 next(ticks)
+                next(self._succeeded)
                 return
         elif token.__class__ is tuple:
             self._on_timed_success(token)  # the call and with forms of a timed breaker
@@ -309,15 +338,17 @@ class SlidingWindowBreaker(BreakerBase):
                 until = self._tick_until
                 if until is None or now < until:
                     next(ticks)
+                    next(self._succeeded)
                     return
         self._outcome(token, failed=False)
 
-    def _on_error(self, token: Any, exc: Exception) -> None:
+    def _on_error(self, token: Any, exc: Exception) -> str:
         ignored, failed = self._classify(exc)
         if ignored:
             self._release(token)
-        else:
-            self._outcome(token, failed=failed, failure=exc)
+            return "ignored"
+        self._outcome(token, failed=failed, failure=exc)
+        return "failed" if failed else "succeeded"
 
     def _orphan_token(self) -> Any:
         gen = self._gen
@@ -493,6 +524,11 @@ class SlidingWindowBreaker(BreakerBase):
                 retry_after=self._retry_after_locked(),
                 open_timeout=self._open_timeout,
                 last_failure=self._last_failure,
+                succeeded=count_of(self._succeeded),
+                failed=count_of(self._failed),
+                ignored=count_of(self._ignored),
+                rejected=count_of(self._rejected),
+                transitions=self._transitions,
             )
 
     def __repr__(self) -> str:
