@@ -8,11 +8,15 @@ Time is a ManualClock moved by the test (another task) between
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 import inspect
 import math
-import re
 import subprocess
 import sys
+import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from random import Random
@@ -40,12 +44,16 @@ from resilio import (
     Retry,
     RetryBudget,
     RetryScheduled,
+    TimedOut,
     Timeout,
     TokenBucket,
     compose,
+    default_bus,
     retry,
 )
+from resilio._compose import TimeoutStats
 from resilio._guard import Guard
+from resilio._registry import live
 
 CLOSED = CircuitState.CLOSED
 OPEN = CircuitState.OPEN
@@ -794,12 +802,282 @@ class TestTimeout:
             Timeout(1.0, clock=object())  # type: ignore[arg-type]
 
     def test_seconds_and_repr(self) -> None:
-        """seconds is a float; repr shows it."""
-        timeout = Timeout(2)
+        """seconds is a float; repr shows the name, the seconds and the count."""
+        timeout = Timeout(2, name="api")
         assert timeout.seconds == 2.0
         assert isinstance(timeout.seconds, float)
-        assert re.fullmatch(r"Timeout\(2(\.0)?\)", repr(timeout))
-        assert "0.25" in repr(Timeout(0.25))
+        assert repr(timeout) == "<Timeout 'api' 2s: 0 timed out>"
+        assert repr(Timeout(0.25)) == "<Timeout 'timeout' 0.25s: 0 timed out>"
+
+    @pytest.mark.parametrize(
+        ("options", "error", "text"),
+        [
+            ({"name": ""}, ValueError, "'name'"),
+            ({"name": 3}, TypeError, "'name'"),
+            ({"bus": object()}, TypeError, "'bus'"),
+        ],
+    )
+    def test_bad_name_or_bus(
+        self, options: dict[str, Any], error: type[Exception], text: str
+    ) -> None:
+        """A bad name= or bus= fails at construction, naming the parameter."""
+        with pytest.raises(error, match=text):
+            Timeout(1.0, **options)
+
+    def test_publishes_on_the_default_bus_by_default(self, clock: ManualClock) -> None:
+        """Without bus=, a Timeout publishes on default_bus()."""
+        assert Timeout(1.0, clock=clock)._bus is default_bus()
+
+
+class TestTimeoutCounters:
+    """TimedOut events and the timed_out count, in every form and on both clocks."""
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("form", TIMEOUT_FORMS)
+    async def test_timed_out_call_publishes_and_counts(
+        self, clock: ManualClock, bus: EventBus, events: list[Event], form: str
+    ) -> None:
+        """A call cancelled by the timeout publishes TimedOut(source, at, seconds) and counts."""
+        timeout = Timeout(2.0, name="api", clock=clock, bus=bus)
+
+        async def hang() -> str:
+            await anyio.sleep_forever()
+            return "never"
+
+        with pytest.raises(TimeoutError, match="timed out after 2s"):
+            await drive(clock, timed_form(timeout, form, hang))
+        assert events == [TimedOut(source="api", at=2.0, seconds=2.0)]
+        assert timeout.stats() == TimeoutStats(timed_out=1)
+        assert "1 timed out" in repr(timeout)
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("form", TIMEOUT_FORMS)
+    async def test_other_endings_publish_nothing(
+        self, clock: ManualClock, bus: EventBus, events: list[Event], form: str
+    ) -> None:
+        """A result, the call's own error (a TimeoutError too) and an outer cancellation
+        are no timeouts: nothing published, nothing counted."""
+        timeout = Timeout(2.0, clock=clock, bus=bus)
+
+        async def ok() -> str:
+            await anyio.lowlevel.checkpoint()
+            return "ok"
+
+        async def own_timeout() -> str:
+            await anyio.lowlevel.checkpoint()
+            raise TimeoutError("the call's own")
+
+        async def hang() -> str:
+            await anyio.sleep_forever()
+            return "never"
+
+        assert await timed_form(timeout, form, ok)() == "ok"
+        with pytest.raises(TimeoutError, match="the call's own"):
+            await timed_form(timeout, form, own_timeout)()
+        with anyio.move_on_after(0.001):  # the real clock ends it, not the timeout
+            await timed_form(timeout, form, hang)()
+        assert events == []
+        assert timeout.stats().timed_out == 0
+
+    @pytest.mark.anyio
+    async def test_counter_totals_equal_the_events(
+        self, clock: ManualClock, bus: EventBus, events: list[Event]
+    ) -> None:
+        """A scripted mix of fast and slow calls: the count equals the TimedOut events."""
+        timeout = Timeout(1.0, name="t", clock=clock, bus=bus)
+        durations = [0.5, 1.5, 0.25, 3.0, 0.75, 2.0, 0.1]
+
+        async def work(seconds: float) -> float:
+            await clock.sleep_async(seconds)
+            return seconds
+
+        for seconds in durations:
+            with contextlib.suppress(TimeoutError):
+                await drive(clock, lambda s=seconds: timeout.call_async(work, s))
+        assert timeout.stats().timed_out == len(events) == 3
+        assert all(isinstance(e, TimedOut) and e.source == "t" for e in events)
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("form", TIMEOUT_FORMS)
+    async def test_system_clock_times_out(
+        self, bus: EventBus, events: list[Event], form: str
+    ) -> None:
+        """On the system clock (a loop timer on asyncio, a cancel scope on trio) a call past
+        its time raises TimeoutError, publishes and counts, and leaves no cancellation."""
+        timeout = Timeout(0.002, name="real", bus=bus)
+
+        async def hang() -> str:
+            await anyio.sleep_forever()
+            return "never"
+
+        with anyio.fail_after(5), pytest.raises(TimeoutError, match=r"timed out after 0\.002s"):
+            await timed_form(timeout, form, hang)()
+        assert [(type(e), e.source, e.seconds) for e in events] == [(TimedOut, "real", 0.002)]
+        assert timeout.stats().timed_out == 1
+        assert_no_pending_cancellation()
+        await anyio.lowlevel.checkpoint()  # the task is not cancelled later
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("form", TIMEOUT_FORMS)
+    async def test_system_clock_outer_cancellation(
+        self, bus: EventBus, events: list[Event], form: str
+    ) -> None:
+        """On the system clock, a scope outside that ends first cancels the call: it is no
+        timeout, and the scope outside catches its own cancellation."""
+        timeout = Timeout(60.0, bus=bus)
+
+        async def hang() -> str:
+            await anyio.sleep_forever()
+            return "never"
+
+        with anyio.move_on_after(0.002) as scope:
+            await timed_form(timeout, form, hang)()
+        assert scope.cancelled_caught
+        assert events == []
+        assert timeout.stats().timed_out == 0
+        assert_no_pending_cancellation()
+
+    @pytest.mark.anyio
+    async def test_system_clock_own_errors_and_results(self, bus: EventBus) -> None:
+        """On the system clock, a result and the call's own TimeoutError pass unchanged."""
+        timeout = Timeout(60.0, bus=bus)
+        error = TimeoutError("mine")
+
+        async def fail() -> None:
+            await anyio.lowlevel.checkpoint()
+            raise error
+
+        async def ok(x: int) -> int:
+            await anyio.lowlevel.checkpoint()
+            return x
+
+        with pytest.raises(TimeoutError) as info:
+            await timeout.call_async(fail)
+        assert info.value is error
+        assert await timeout.call_async(ok, 3) == 3
+        assert timeout.stats().timed_out == 0
+        assert_no_pending_cancellation()
+
+    @pytest.mark.anyio
+    async def test_system_clock_nested(self, bus: EventBus, events: list[Event]) -> None:
+        """Nested timeouts on the system clock: the one that runs out raises, the other
+        goes on (inner first), or is cancelled without a timeout of its own (outer first)."""
+        inner, outer = Timeout(0.002, name="inner", bus=bus), Timeout(60.0, name="outer", bus=bus)
+
+        async def hang() -> str:
+            await anyio.sleep_forever()
+            return "never"
+
+        async def survives_inner() -> str:
+            with pytest.raises(TimeoutError):
+                await inner.call_async(hang)
+            await anyio.lowlevel.checkpoint()
+            return "outer went on"
+
+        assert await outer.call_async(survives_inner) == "outer went on"
+        short, long = Timeout(0.002, name="short", bus=bus), Timeout(60.0, name="long", bus=bus)
+
+        async def inside_long() -> str:
+            return await long.call_async(hang)
+
+        with pytest.raises(TimeoutError):
+            await short.call_async(inside_long)
+        assert [e.source for e in events] == ["inner", "short"]
+        assert_no_pending_cancellation()
+
+    def test_system_clock_swallowed_cancellation_asyncio(self, bus: EventBus) -> None:
+        """On asyncio, a call that absorbs the timeout's cancellation and returns gives its
+        value, counts no timeout, and leaves the task with no cancellation pending."""
+        timeout = Timeout(0.002, bus=bus)
+
+        async def stubborn() -> str:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                pass
+            return "kept"
+
+        async def main() -> tuple[str, int]:
+            value = await timeout.call_async(stubborn)
+            task = asyncio.current_task()
+            assert task is not None
+            return value, task.cancelling()
+
+        assert asyncio.run(main()) == ("kept", 0)
+        assert timeout.stats().timed_out == 0
+
+    def test_system_clock_inside_a_cancelled_task_asyncio(self, bus: EventBus) -> None:
+        """On asyncio, a timeout in the clean-up of a task being cancelled still times out,
+        and the task's own cancellation stays pending for it to honour."""
+        timeout = Timeout(0.002, bus=bus)
+
+        async def hang() -> str:
+            await asyncio.sleep(60)
+            return "never"
+
+        async def cleanup() -> tuple[str, int]:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                try:
+                    await timeout.call_async(hang)
+                except TimeoutError:
+                    task = asyncio.current_task()
+                    assert task is not None
+                    return "timed out in clean-up", task.cancelling()
+            return "not cancelled", 0
+
+        async def main() -> tuple[str, int]:
+            task = asyncio.create_task(cleanup())
+            await asyncio.sleep(0)
+            task.cancel()
+            return await task
+
+        assert asyncio.run(main()) == ("timed out in clean-up", 1)
+        assert timeout.stats().timed_out == 1
+
+    def test_exact_totals_from_threads(self, bus: EventBus, events: list[Event]) -> None:
+        """Eight threads, each with its own event loop, timing calls out through one
+        Timeout: the count is exact and equals the events."""
+        timeout = Timeout(0.001, bus=bus)
+        per_thread = 20
+
+        async def hang() -> None:
+            await anyio.sleep_forever()
+
+        async def loop() -> None:
+            for _ in range(per_thread):
+                with pytest.raises(TimeoutError):
+                    await timeout.call_async(hang)
+
+        threads = [
+            threading.Thread(target=anyio.run, args=(loop,), kwargs={"backend": backend})
+            for backend in ["asyncio", "trio"] * 4
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert timeout.stats().timed_out == len(events) == 8 * per_thread
+
+    def test_tracked_while_alive(self) -> None:
+        """A Timeout is in the registry of live primitives until it is dropped."""
+        timeout = Timeout(1.0, name="tracked")
+        assert any(p is timeout for p in live())
+        ref = weakref.ref(timeout)
+        del timeout
+        gc.collect()
+        assert ref() is None
+
+
+def assert_no_pending_cancellation() -> None:
+    """On asyncio, the current task has no cancellation left pending (uncancel balanced)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # not on asyncio
+        return
+    assert task is not None
+    assert task.cancelling() == 0
 
 
 class TestBlocks:
