@@ -9,8 +9,10 @@ Time is a ManualClock; nothing sleeps for real.
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -41,6 +43,7 @@ from resilio import (
     compose,
     default_bus,
 )
+from resilio._registry import live
 
 T = TypeVar("T")
 
@@ -357,6 +360,61 @@ class TestEvents:
         finally:
             unsubscribe()
         assert [e.source for e in seen] == ["on-default-bus"]
+
+
+class TestCounters:
+    """``stats().used``: the errors replaced, counted on the failure path only."""
+
+    @pytest.mark.anyio
+    async def test_counter_totals_equal_the_events(
+        self, clock: ManualClock, bus: EventBus, events: list[Event]
+    ) -> None:
+        """A scripted mix of calls in every form: the count equals the FallbackUsed events,
+        a failing handler included; successes and errors not replaced count nothing."""
+        fallback = Fallback(Handler(), on=Boom, clock=clock, bus=bus)
+
+        def failing_handler(exc: Exception) -> NoReturn:
+            raise LookupError
+
+        broken = Fallback(failing_handler, on=Boom, clock=clock, bus=bus)
+
+        async def afail() -> NoReturn:
+            await anyio.lowlevel.checkpoint()
+            raise Boom
+
+        async def aok() -> int:
+            return 1
+
+        assert fallback(lambda: 1)() == 1
+        assert fallback(raiser(Boom()))() == "cached"
+        assert fallback.call(raiser(Boom())) == "cached"
+        with pytest.raises(Other):
+            fallback.call(raiser(Other()))
+        assert await fallback(afail)() == "cached"
+        assert await fallback.call_async(afail) == "cached"
+        assert await fallback.call_async(aok) == 1
+        with pytest.raises(LookupError):
+            broken(raiser(Boom()))()
+        assert fallback.stats() == resilio._fallback.FallbackStats(used=4)
+        assert broken.stats().used == 1
+        assert len(events) == fallback.stats().used + broken.stats().used
+        assert "used 4 times" in repr(fallback)
+
+    def test_counted_when_nobody_listens(self, bus: EventBus) -> None:
+        """The count does not depend on a subscriber."""
+        fallback = Fallback(Handler(), bus=bus)
+        for _ in range(3):
+            fallback.call(raiser(Boom()))
+        assert fallback.stats().used == 3
+
+    def test_tracked_while_alive(self) -> None:
+        """A Fallback is in the registry of live primitives until it is dropped."""
+        fallback = Fallback(Handler(), name="tracked")
+        assert any(p is fallback for p in live())
+        ref = weakref.ref(fallback)
+        del fallback
+        gc.collect()
+        assert ref() is None
 
 
 class TestAsync:
@@ -770,7 +828,9 @@ class TestThreads:
         bus.subscribe(FallbackUsed, used.append)
         barrier = threading.Barrier(threads_n, timeout=10)
 
-        @Fallback(lambda exc: -exc.args[0], bus=bus)
+        fallback = Fallback(lambda exc: -exc.args[0], bus=bus)
+
+        @fallback
         def work(n: int) -> int:
             if n % 2:
                 raise Boom(n)
@@ -792,6 +852,7 @@ class TestThreads:
             assert got == [-(base + i) if i % 2 else base + i for i in range(rounds)]
         assert len(results) == threads_n
         assert len(used) == threads_n * rounds // 2
+        assert fallback.stats().used == threads_n * rounds // 2
         assert sorted(e.error.args[0] for e in used) == sorted(
             n for n in range(threads_n * rounds) if n % 2
         )

@@ -1,30 +1,48 @@
 """Fallback: a value in place of an error.
 
 A [`Fallback`][resilio.Fallback] is configuration only, like a
-[`Retry`][resilio.Retry]: it keeps no state between calls, so one instance serves
-every thread and task. Its success path is one ``try`` block, what a hand-written
-``try/except`` costs; everything else happens only once the call has failed.
+[`Retry`][resilio.Retry]: it keeps no state between calls but a count of the errors
+it replaced, so one instance serves every thread and task. Its success path is one
+``try`` block, what a hand-written ``try/except`` costs; everything else, the count
+included, happens only once the call has failed.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+
+import attrs
 
 from . import _validate
 from ._clock import SYSTEM_CLOCK, Clock, check_clock
 from ._errors import MisuseError
 from ._events import EventBus, FallbackUsed, check_bus, default_bus
 from ._guard import is_async_callable
+from ._registry import track
 from ._retry import check_callable
 
 P = ParamSpec("P")
 T = TypeVar("T")
 R = TypeVar("R")
 E = TypeVar("E", bound=BaseException)
+
+
+@attrs.frozen(kw_only=True)
+class FallbackStats:
+    """What a [`Fallback`][resilio.Fallback] has done since it was built; never goes down.
+
+    Attributes:
+        used: Errors it replaced: each one published
+            [`FallbackUsed`][resilio.FallbackUsed] and called the handler (whether
+            the handler then returned or raised).
+    """
+
+    used: int
 
 
 class Fallback(Generic[R]):
@@ -75,7 +93,17 @@ class Fallback(Generic[R]):
             ``name`` is empty.
     """
 
-    __slots__ = ("__weakref__", "_bus", "_handler", "_is_async", "_name", "_now", "_on", "_spec")
+    __slots__ = (
+        "__weakref__",
+        "_bus",
+        "_handler",
+        "_is_async",
+        "_name",
+        "_now",
+        "_on",
+        "_spec",
+        "_used",
+    )
 
     @overload
     def __init__(
@@ -143,6 +171,15 @@ class Fallback(Generic[R]):
         self._name = _validate.text("name", name)
         self._now = check_clock(clock).monotonic
         self._bus = default_bus() if bus is None else check_bus(bus)
+        # Counted on the failure path only. next() on a count is one indivisible step
+        # under the GIL (free-threaded builds: exact from Python 3.14, whose count is
+        # atomic), and its value is read from its repr without advancing it.
+        self._used = itertools.count()
+        track(self)
+
+    def stats(self) -> FallbackStats:
+        """Cumulative counts since construction (read without a lock)."""
+        return FallbackStats(used=int(repr(self._used)[6:-1]))
 
     @property
     def name(self) -> str:
@@ -270,6 +307,7 @@ class Fallback(Generic[R]):
             raise MisuseError(msg)
 
     def _announce(self, exc: Exception) -> None:
+        next(self._used)
         bus = self._bus
         if bus.wants(FallbackUsed):
             bus.publish(FallbackUsed(source=self._name, at=self._now(), error=exc))
@@ -311,7 +349,8 @@ class Fallback(Generic[R]):
             else repr(spec)
         )
         handler = getattr(self._handler, "__qualname__", None) or repr(self._handler)
-        return f"<Fallback {self._name!r}: {on} -> {handler}()>"
+        used = int(repr(self._used)[6:-1])
+        return f"<Fallback {self._name!r}: {on} -> {handler}(), used {used} times>"
 
 
 def _chain(error: Exception, original: Exception) -> None:
