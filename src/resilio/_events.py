@@ -16,10 +16,12 @@ event's ``old`` even when many threads move it; across primitives and threads,
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -360,10 +362,19 @@ class EventBus:
             try:
                 handler(event)
             except Exception:  # noqa: PERF203 - each handler is isolated
-                logger.exception("resilio event handler %r failed on %r", handler, event)
+                _report(handler, event)
 
     def __repr__(self) -> str:
         return f"<EventBus with {len(self._subscriptions)} subscriptions>"
+
+
+def _report(handler: Handler, event: Event) -> None:
+    """Log a handler's failure; a logging handler that fails too breaks nothing either."""
+    try:
+        logger.exception("resilio event handler %r failed on %r", handler, event)
+    except Exception:  # a broken log handler (the one log_events feeds, say)
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
 
 
 # The Unix time that stamps delivered events; a module global so tests can replace it.
