@@ -11,7 +11,9 @@ Cases (targets from the project's issue tracker, as ratios of *added* cost):
   the same frame is shown for scale);
 - SlidingWindowBreaker, closed: <= 0.5x circuitbreaker, with a count window or a time
   window; with ``slow_call_duration`` <= 0.75x;
-- two threads calling a wrapped function that sleeps 1 ms: >= 1.9x one thread.
+- two threads calling a wrapped function that sleeps 1 ms: >= 1.9x one thread;
+- the cost of a ``CallCompleted`` subscriber (a handler that does nothing) on a closed
+  breaker's decorator, against the same breaker nobody listens to: reported, no target.
 """
 
 from __future__ import annotations
@@ -225,6 +227,61 @@ def rejected(quick: bool) -> Result:
     )
 
 
+def completed(quick: bool) -> Result:
+    import circuitbreaker
+
+    def build(listened: bool, kind: type[resilio.CircuitBreaker] | type[Any]) -> Any:
+        bus = resilio.EventBus()
+        if listened:
+            bus.subscribe(resilio.CallCompleted, lambda event: None)
+        return kind(bus=bus)(f)
+
+    cases = [
+        Case("baseline: def f()", f, "baseline"),
+        Case("resilio @CircuitBreaker, nobody listens", build(False, resilio.CircuitBreaker)),
+        Case(
+            "resilio @CircuitBreaker, CallCompleted subscriber",
+            build(True, resilio.CircuitBreaker),
+            "resilio",
+        ),
+        Case(
+            "resilio @SlidingWindowBreaker, nobody listens",
+            build(False, resilio.SlidingWindowBreaker),
+        ),
+        Case(
+            "resilio @SlidingWindowBreaker, CallCompleted subscriber",
+            build(True, resilio.SlidingWindowBreaker),
+            "resilio",
+        ),
+        Case("circuitbreaker @circuit", circuitbreaker.CircuitBreaker()(f)),
+    ]
+    return run_sync(
+        "Closed breaker with a CallCompleted subscriber (cost reported, no target)",
+        cases,
+        **_opts(quick),
+    )
+
+
+def _completed_cost(result: Result) -> str:
+    rows = []
+    for kind in ("CircuitBreaker", "SlidingWindowBreaker"):
+        quiet = result.added[f"resilio @{kind}, nobody listens"]
+        heard = result.added[f"resilio @{kind}, CallCompleted subscriber"]
+        runs = result.ratio_runs(
+            f"resilio @{kind}, CallCompleted subscriber", f"resilio @{kind}, nobody listens"
+        )
+        spread = f"{min(runs):.2f}–{max(runs):.2f}×" if runs else "—"
+        rows.append(
+            f"| @{kind} | {quiet * 1e9:,.0f} ns | {heard * 1e9:,.0f} ns | "
+            f"{heard / quiet:.2f}× | {spread} |"
+        )
+    return (
+        "\n## The cost of a CallCompleted subscriber (added cost per call)\n\n"
+        "| decorator | nobody listens | subscriber | ratio | per-repeat range |\n"
+        "|---|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n"
+    )
+
+
 def thread_scaling(quick: bool) -> str:
     import pybreaker
 
@@ -263,10 +320,12 @@ SECTIONS: list[str] = []  # text sections of the last main() run
 
 
 def main(quick: bool = False) -> list[Result]:
-    results = [closed_sync(quick), closed_async(quick), rejected(quick)]
+    results = [closed_sync(quick), closed_async(quick), rejected(quick), completed(quick)]
     for result in results:
         report(result)
+    cost = _completed_cost(results[-1])
+    print(cost)
     text = thread_scaling(quick)
-    SECTIONS[:] = [text]  # for run.py --report
+    SECTIONS[:] = [cost, text]  # for run.py --report
     print(text)
     return results

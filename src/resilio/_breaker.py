@@ -570,9 +570,10 @@ class BreakerBase(Guard):
         replaces its table on every change, never edits it).
         """
         bus = self._bus
-        if bus.wants(CallCompleted):
+        handlers = bus._routes.get(CallCompleted)
+        if handlers or (handlers is None and bus.wants(CallCompleted)):
             return True
-        routes = bus._routes
+        routes = bus._routes  # wants() has filled in the table's entry
         if routes.get(CallCompleted) == ():
             self._untimed = routes
         return False

@@ -257,7 +257,7 @@ class Guard:
         refuses what an async or generator function returns, as ``call`` does.
         """
         if start is None:
-            start = cast("Any", self)._now()
+            start = self._now()  # type: ignore[attr-defined]
         try:
             result = fn(*args, **kwargs)
             if checked and type(result) in _DEFERRED:
@@ -269,12 +269,14 @@ class Guard:
             self._release(token)
             self._completed("ignored", start)
             raise
-        if self._failure_if is None:
+        if self._failure_if is not None:
+            self._completed(self._on_result(token, result), start)
+        elif self._free_success or self._free is not token:
             self._on_success(token)
-            outcome = "succeeded"
+            self._completed("succeeded", start)
         else:
-            outcome = self._on_result(token, result)
-        self._completed(outcome, start)
+            next(self._succeeded)  # a quiet success (see _free_success)
+            self._completed("succeeded", start)
         return result
 
     async def _run_timed_async(
@@ -287,7 +289,7 @@ class Guard:
         checked: bool = False,
     ) -> T:
         """`_run_timed` for an async call, started now."""
-        start: float = cast("Any", self)._now()
+        start: float = self._now()  # type: ignore[attr-defined]
         try:
             awaitable = fn(*args, **kwargs)
             if checked and type(awaitable) is not CoroutineType:
@@ -300,12 +302,14 @@ class Guard:
             self._release(token)
             self._completed("ignored", start)
             raise
-        if self._failure_if is None:
+        if self._failure_if is not None:
+            self._completed(self._on_result(token, result), start)
+        elif self._free_success or self._free is not token:
             self._on_success(token)
-            outcome = "succeeded"
+            self._completed("succeeded", start)
         else:
-            outcome = self._on_result(token, result)
-        self._completed(outcome, start)
+            next(self._succeeded)  # a quiet success (see _free_success)
+            self._completed("succeeded", start)
         return result
 
     def _exit_timed(self, started: _Started, exc: BaseException | None) -> None:

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from typing_extensions import assert_type
 
-from resilio import CircuitBreaker, CircuitOpenError, SlidingWindowBreaker
+from resilio import CallCompleted, CircuitBreaker, CircuitOpenError, EventBus, SlidingWindowBreaker
 
 
 class Response:
@@ -64,3 +64,21 @@ breaker.record_failure(Response())
 
 CircuitBreaker(failure_if=ValueError)  # runtime TypeError too: exception types go in failure_on
 CircuitBreaker(open_timeout_max="60")  # type: ignore[arg-type]
+
+# Cumulative counters in both snapshots, and CallCompleted for subscribers.
+for snap in (breaker.snapshot(), sliding.snapshot()):
+    assert_type(snap.succeeded, int)
+    assert_type(snap.failed, int)
+    assert_type(snap.ignored, int)
+    assert_type(snap.rejected, int)
+    assert_type(snap.transitions, int)
+
+
+def on_completed(event: CallCompleted) -> None:
+    """A latency handler sees the outcome and the duration in seconds."""
+    assert_type(event.outcome, str)
+    assert_type(event.duration, float)
+
+
+breaker_bus = EventBus()
+breaker_bus.subscribe(CallCompleted, on_completed)
