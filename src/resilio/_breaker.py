@@ -24,6 +24,8 @@ import contextlib
 import enum
 import itertools
 import logging
+import operator
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -60,16 +62,26 @@ _new_rejection = CircuitOpenError.__new__
 _UNCOUNTED = -2
 
 
-def count_of(counter: itertools.count[int]) -> int:
-    """How many times ``next()`` was called on *counter* (made by ``itertools.count()``).
+Counter = itertools.repeat  # of None: see `counter`
 
-    Read from its ``repr`` (``count(7)``): no lock, and the counter does not move.
-    ``next()`` on a count is one indivisible step under the GIL, so a total counted
-    from many threads is exact; on a free-threaded build CPython keeps a count's
-    ``next()`` thread-safe from 3.14 on, and totals from 3.13t may fall short under
-    contention.
+
+def counter() -> Counter[None]:
+    """A counter that ``next()`` advances by one; `count_of` reads it.
+
+    It is an `itertools.repeat` of ``None`` that runs down from ``sys.maxsize``
+    (which no process reaches): its ``next()`` is one C call that lowers a C integer
+    and returns ``None``, half the cost of an `itertools.count`, which makes a new
+    int on each call past 256. Under the GIL that call is one indivisible step, so
+    totals counted from many threads are exact, read without a lock. On a
+    free-threaded build the step is not promised to be atomic, and totals counted
+    under contention may fall short.
     """
-    return int(repr(counter)[6:-1])
+    return itertools.repeat(None, sys.maxsize)
+
+
+def count_of(counter: Counter[None]) -> int:
+    """How many times ``next()`` was called on *counter*; it does not move."""
+    return sys.maxsize - operator.length_hint(counter)
 
 
 class CircuitState(enum.Enum):
@@ -198,7 +210,7 @@ class BreakerBase(Guard):
     return a reason to trip, or ``None``) and ``_clear_counts``.
 
     The cumulative counters (``_succeeded``, ``_failed``, ``_ignored``,
-    ``_rejected``) are `itertools.count` objects, made once and never replaced, so
+    ``_rejected``) are made by `counter`, once, and never replaced, so
     paths that hold no lock (a closed breaker's quiet successes in the guard, a
     refusal) count with one ``next()``; `count_of` reads them. Every call that ran
     lands in exactly one of the first three: ``_record`` counts what it is handed
@@ -322,10 +334,10 @@ class BreakerBase(Guard):
         self._refused_until = 0.0
         self._unheard: object = None
         self._untimed: object = None
-        self._succeeded = itertools.count()
-        self._failed = itertools.count()
-        self._ignored = itertools.count()
-        self._rejected = itertools.count()
+        self._succeeded = counter()
+        self._failed = counter()
+        self._ignored = counter()
+        self._rejected = counter()
         self._transitions = 0
         self._entered = finished(self)  # what an admitted ``async with`` awaits
         self._probe_deadline = 0.0

@@ -23,7 +23,7 @@ A primitive that guards calls implements a small permission protocol:
   faster, as breakers keep it) a success on that path changes nothing
   (a closed breaker with a clean record) and is not reported either, unless
   ``_free`` changed while the call ran; the guard then only counts it, with one
-  ``next()`` on the guard's ``_succeeded``, an `itertools.count`.
+  ``next()`` on the guard's ``_succeeded`` (a counter, see ``_breaker.counter``).
 * ``_timed_free`` is like ``_free`` for a guard that times its calls
   (``_timed = True``, a breaker measuring slow calls): the decorator pairs it with
   the start time on ``_now()``, ``(token, start)``, the token ``_acquire()``
@@ -52,7 +52,7 @@ A primitive that guards calls implements a small permission protocol:
   keep the start time with their permit (a ``_Started``). Every outcome is then
   reported (no quiet success), and ``_completed(outcome, start)`` publishes the
   event. The check costs one identity comparison when nobody listens.
-* ``_rejected`` is an `itertools.count`: the decorators' own refusals count
+* ``_rejected`` is a counter too: the decorators' own refusals count
   themselves there with one ``next()``.
 
 `Guard` turns that protocol into the decorator (for ``def`` and

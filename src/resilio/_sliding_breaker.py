@@ -9,7 +9,6 @@ outcome costs O(1) and the memory is fixed at construction, whatever the call ra
 
 from __future__ import annotations
 
-import itertools
 import sys
 from datetime import timedelta
 from typing import Any
@@ -24,6 +23,7 @@ from ._breaker import (
     ExceptionSpec,
     ResultPredicate,
     count_of,
+    counter,
 )
 from ._clock import SYSTEM_CLOCK, Clock
 from ._events import EventBus
@@ -36,8 +36,8 @@ _FAILED = 2
 _SLOW = 4
 _SUCCESS = bytes([_CALL])
 
-# ``next()`` on an itertools.count is one indivisible step under the GIL; on a
-# free-threaded build the hot path takes the lock instead.
+# ``next()`` on a counter (see _breaker.counter) is one indivisible step under the
+# GIL; on a free-threaded build the hot path takes the lock instead.
 _ATOMIC_TICKS = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 # The shortest time window: a narrower one would have buckets too thin for the
@@ -226,7 +226,7 @@ class SlidingWindowBreaker(BreakerBase):
         self._warm = False
         self._fast_gen = -1
         self._tick_until: float | None = None  # None: a count window ticks at any time
-        self._ticks = itertools.count()
+        self._ticks = counter()
         self._window_size = int(_validate.integer("window_size", window_size, ge=1))
         self._window_duration = _validate.optional_duration(
             "window_duration", window_duration, ge=MIN_WINDOW_DURATION
@@ -435,9 +435,9 @@ class SlidingWindowBreaker(BreakerBase):
 
     def _fold(self) -> None:
         """Write the successes counted by the hot path into the ring (lock held)."""
-        ticked = next(self._ticks)  # this call's own tick is not a success
+        ticked = count_of(self._ticks)
         pending = ticked - self._ticks_folded
-        self._ticks_folded = ticked + 1
+        self._ticks_folded = ticked
         if not pending:
             return
         size = self._window_size
@@ -465,9 +465,9 @@ class SlidingWindowBreaker(BreakerBase):
         Ticks are counted while the clock is in the head bucket (``_tick_until``);
         every move of the head folds them first, so they land in their own bucket.
         """
-        ticked = next(self._ticks)  # this call's own tick is not a success
+        ticked = count_of(self._ticks)
         pending = ticked - self._ticks_folded
-        self._ticks_folded = ticked + 1
+        self._ticks_folded = ticked
         if pending:
             self._ring_calls[self._head % self.BUCKETS] += pending
             self._calls += pending
@@ -493,7 +493,7 @@ class SlidingWindowBreaker(BreakerBase):
     def _clear_counts(self) -> None:
         self._fast_gen = -1  # first: a hot path must not tick the new counter
         self._calls = self._failures = self._slows = self._ticks_folded = 0
-        self._ticks = itertools.count()
+        self._ticks = counter()
         self._warm = False
         if self._width:
             for ring in (self._ring_calls, self._ring_failures, self._ring_slows):
