@@ -10,6 +10,7 @@ from typing_extensions import Self
 from ._clock import SYSTEM_CLOCK, Clock
 from ._events import EventBus
 from ._limiter import EPSILON, RateLimiter, per_capacity, per_period
+from ._registry import track
 from ._validate import number
 from ._waiters import Waiter
 
@@ -65,6 +66,7 @@ class LeakyBucket(RateLimiter):
     ) -> None:
         super().__init__(rate, capacity, reject=reject, name=name, clock=clock, bus=bus)
         self._next = self._now()  # the earliest time of the next admission
+        track(self)
 
     @classmethod
     def per(
@@ -171,6 +173,10 @@ class LeakyBucket(RateLimiter):
         """Free room in the queue now."""
         with self._lock:
             return max(0.0, self._capacity - self._waiters.demand)
+
+    def _available_unlocked(self) -> float:
+        room = self._capacity - self._waiters.demand
+        return room if room > 0.0 else 0.0
 
     def set_rate(self, rate: float) -> None:
         """Change the rate; the next slots are spaced by the new rate at once."""

@@ -75,7 +75,63 @@ def per_capacity(count: Any, capacity: Any) -> Any:
 
 @attrs.frozen(kw_only=True)
 class LimiterStats:
-    """Cumulative counts of a rate limiter since it was built (being written)."""
+    """What a rate limiter has done since it was made, and where it stands now.
+
+    Returned by [`TokenBucket.stats()`][resilio.TokenBucket.stats] and
+    [`LeakyBucket.stats()`][resilio.LeakyBucket.stats]. Every request ends in exactly
+    one of ``granted``, ``refused`` and ``cancelled``; until then it is ``waiting``
+    (or, for the instant between its admission and its caller resuming, in none of
+    them). A call that raises before the bucket considers it (an ``n`` that is not
+    positive or exceeds the capacity; a blocking wait asked on a thread that runs an
+    event loop) counts nowhere.
+
+    Attributes:
+        granted: Requests admitted since the bucket was made, at once or after
+            waiting: ``try_acquire`` calls that returned ``True``, ``acquire`` and
+            ``acquire_sync`` calls that returned, guarded calls let through.
+        tokens: The sum of the amounts (``n``) of the granted requests: equal to
+            ``granted`` when every request asks for 1. For a `LeakyBucket`, the
+            units of its schedule (each occupies ``1 / rate`` seconds).
+        refused: Requests refused since the bucket was made: ``try_acquire`` calls
+            that returned ``False``, and every
+            [`RateLimitExceeded`][resilio.RateLimitExceeded] raised, at once
+            (``reject=True``, a timeout too short to be met, a full leaky-bucket
+            queue) or after waiting (the timeout passed, or a smaller capacity made
+            the request impossible).
+        cancelled: Queued requests that left before being admitted because their
+            task was cancelled or their thread interrupted. One admitted in the very
+            instant before its cancellation counts here, not in ``granted``: its
+            caller never went through, and its tokens are given back.
+        waited: Total seconds the granted requests spent queued, from their arrival
+            to their admission; a request admitted at once adds nothing.
+            ``waited / granted`` is the mean wait per admission. Time spent by
+            requests that were then refused or cancelled is not included.
+        wait_max: The longest wait, in seconds, of a single granted request; ``0.0``
+            until one has waited.
+        available: Now: the tokens in a `TokenBucket`; the free room in a
+            `LeakyBucket`'s queue (as their ``available`` properties).
+        waiting: Now: the requests queued for admission.
+        rate: Now: admissions (tokens) per second.
+        capacity: Now: the burst size of a `TokenBucket`, the queue size of a
+            `LeakyBucket`.
+
+    The first six are cumulative since the bucket was made: ``reset()``,
+    ``set_rate()`` and ``set_capacity()`` never lower them, so they can be exported as
+    counters as they are. ``stats()`` reads them without taking the bucket's lock:
+    each value is exact, but two of them may be a few requests apart when requests
+    run meanwhile.
+    """
+
+    granted: int
+    tokens: float
+    refused: int
+    cancelled: int
+    waited: float
+    wait_max: float
+    available: float
+    waiting: int
+    rate: float
+    capacity: float
 
 
 class RateLimiter(Guard):
@@ -84,16 +140,23 @@ class RateLimiter(Guard):
     __slots__ = (
         "__weakref__",
         "_bus",
+        "_cancelled",
         "_capacity",
         "_clock",
         "_entered",
         "_era",
+        "_granted",
+        "_granted_other",
         "_lock",
         "_name",
         "_now",
         "_rate",
         "_real_time",
+        "_refused",
         "_reject",
+        "_tokens_other",
+        "_wait_max",
+        "_waited",
         "_waiters",
     )
 
@@ -125,6 +188,23 @@ class RateLimiter(Guard):
         self._waiters = WaitQueue()
         self._era = 0  # counts resets: a grant made before one is not given back after it
         self._entered: Awaitable[Any] = finished(self)  # awaited by an admitted ``async with``
+        # The counters of `stats`. Each only grows, and only while the lock is held, so
+        # it is exact under threads (on free-threaded builds too: the lock serialises
+        # the writes) at no cost beyond the increment; `stats` reads them without the
+        # lock (one attribute read is atomic, with or without a GIL). A grant of 1 on a
+        # fast path costs one increment: ``granted = _granted + _granted_other`` and
+        # ``tokens = _granted + _tokens_other``, where the ``_other`` pair counts the
+        # grants of any other amount and those made after waiting. Sums of counts that
+        # only grow never go down between two reads, so exported counters never do.
+        # `_granted` is a float, exact up to 2**53 grants: adding 1.0 to a float costs a
+        # third of adding 1 to an int past 256, which allocates a new int each time.
+        self._granted = 0.0
+        self._granted_other = 0
+        self._tokens_other = 0.0
+        self._refused = 0
+        self._cancelled = 0
+        self._waited = 0.0
+        self._wait_max = 0.0
 
     # -- what each limiter decides (the lock is held) --------------------------------
 
@@ -178,6 +258,33 @@ class RateLimiter(Guard):
         """How many requests are queued, waiting for admission."""
         return len(self._waiters)
 
+    def stats(self) -> LimiterStats:
+        """What the bucket has done since it was made, and where it stands now.
+
+        The counts are cumulative: ``reset()`` does not lower them. Read without
+        taking the bucket's lock, so reading them never delays a request; see
+        [`LimiterStats`][resilio.LimiterStats] for what each one counts.
+        """
+        # Each counter only grows; the grant of a request in flight may show in one
+        # read and not the next, never the other way round.
+        granted = self._granted
+        return LimiterStats(
+            granted=int(granted) + self._granted_other,
+            tokens=granted + self._tokens_other,
+            refused=self._refused,
+            cancelled=self._cancelled,
+            waited=self._waited,
+            wait_max=self._wait_max,
+            available=self._available_unlocked(),
+            waiting=self._waiters._live,
+            rate=self._rate,
+            capacity=self._capacity,
+        )
+
+    def _available_unlocked(self) -> float:
+        """``available``, read without the lock for `stats` (a level a moment old)."""
+        raise NotImplementedError
+
     def try_acquire(self, n: float = 1) -> bool:
         """Take *n* now if the bucket allows it and nobody is queued; never waits.
 
@@ -191,13 +298,33 @@ class RateLimiter(Guard):
             ValueError: *n* is not positive or exceeds the capacity.
         """
         if n != 1 or n.__class__ is not int:
-            self._check_amount(n)
+            return self._try_acquire_amount(n)
         lock = self._lock
         lock.acquire()  # explicit acquire/release: ``with lock`` costs twice as much
         try:
             now = self._now()
-            if not self._waiters._live and self._take(n, now):
+            if not self._waiters._live and self._take(1, now):
+                self._granted += 1.0
                 return True
+            self._refused += 1
+            retry_after = self._ready_at(self._waiters.demand, 1, now) - now
+        finally:
+            lock.release()
+        self._limited(1, retry_after, rejected=True, now=now)
+        return False
+
+    def _try_acquire_amount(self, n: float) -> bool:
+        """`try_acquire` for any amount but the int 1."""
+        self._check_amount(n)
+        lock = self._lock
+        lock.acquire()
+        try:
+            now = self._now()
+            if not self._waiters._live and self._take(n, now):
+                self._granted_other += 1
+                self._tokens_other += n
+                return True
+            self._refused += 1
             retry_after = self._ready_at(self._waiters.demand, n, now) - now
         finally:
             lock.release()
@@ -224,12 +351,12 @@ class RateLimiter(Guard):
         queued = self._join(n, timeout, AsyncWaker)
         if queued is None:
             return
-        waiter, deadline = queued
+        waiter, deadline, since = queued
         waker = waiter.waker
         try:
             while True:
                 waker.reset()
-                wake = self._poll(waiter, deadline)
+                wake = self._poll(waiter, deadline, since)
                 if wake is None:
                     return
                 await wait_async(self._clock, waker, wake[0])  # type: ignore[arg-type]
@@ -260,12 +387,12 @@ class RateLimiter(Guard):
         queued = self._join(n, timeout, SyncWaker)
         if queued is None:
             return
-        waiter, deadline = queued
+        waiter, deadline, since = queued
         waker = waiter.waker
         try:
             while True:
                 waker.reset()
-                wake = self._poll(waiter, deadline)
+                wake = self._poll(waiter, deadline, since)
                 if wake is None:
                     return
                 wait_sync(self._clock, waker, wake[0], head=wake[1])  # type: ignore[arg-type]
@@ -277,8 +404,8 @@ class RateLimiter(Guard):
 
     def _join(
         self, n: float, timeout: float | timedelta | None, waker: type[AsyncWaker | SyncWaker]
-    ) -> tuple[Waiter, float | None] | None:
-        """Admit a request now (``None``), or queue it: ``(waiter, deadline)``.
+    ) -> tuple[Waiter, float | None, float] | None:
+        """Admit a request now (``None``), or queue it: ``(waiter, deadline, now)``.
 
         Raises [`RateLimitExceeded`][resilio.RateLimitExceeded] at once when the
         request cannot be met in time or cannot queue.
@@ -294,14 +421,21 @@ class RateLimiter(Guard):
         try:
             now = self._now()
             if not self._waiters._live and self._take(n, now):
+                if n == 1:
+                    self._granted += 1.0
+                else:
+                    self._granted_other += 1
+                    self._tokens_other += n
                 return None
             waiter, wait = self._enqueue(n, timeout, now, waker)
+            if waiter is None:
+                self._refused += 1
         finally:
             lock.release()
         self._limited(n, wait, rejected=waiter is None, now=now)
         if waiter is None:
             raise _new_exceeded(RateLimitExceeded, self._name, wait)
-        return waiter, None if timeout is None else now + timeout
+        return waiter, None if timeout is None else now + timeout, now
 
     def _enqueue(
         self, n: float, timeout: float | None, now: float, waker: type[AsyncWaker | SyncWaker]
@@ -324,8 +458,10 @@ class RateLimiter(Guard):
         queue.append(waiter)
         return waiter, wait
 
-    def _poll(self, waiter: Waiter, deadline: float | None) -> tuple[float | None, bool] | None:
-        """Serve what can be served; say how long *waiter* should sleep.
+    def _poll(
+        self, waiter: Waiter, deadline: float | None, since: float
+    ) -> tuple[float | None, bool] | None:
+        """Serve what can be served; say how long *waiter* (queued at *since*) should sleep.
 
         Returns ``None`` once *waiter* is granted, else ``(wake_at, head)``: the clock
         time to wake at (``None``: only when woken; the head's turn or the waiter's
@@ -337,12 +473,14 @@ class RateLimiter(Guard):
         lock = self._lock
         lock.acquire()
         try:
-            if waiter.granted:
-                return None
             now = self._now()
+            if waiter.granted:
+                self._admitted(waiter.amount, now - since)
+                return None
             if not waiter.failed:
                 self._dispatch(now)
                 if waiter.granted:
+                    self._admitted(waiter.amount, now - since)
                     return None
                 if deadline is None or now < deadline - EPSILON:
                     head = self._waiters.head() is waiter
@@ -351,10 +489,19 @@ class RateLimiter(Guard):
                         wake = deadline
                     return (wake, head)
                 self._remove(waiter, now)  # timed out
+            self._refused += 1
             retry_after = None if waiter.failed else self._ready_at(0.0, waiter.amount, now) - now
         finally:
             lock.release()
         raise _new_exceeded(RateLimitExceeded, self._name, retry_after)
+
+    def _admitted(self, amount: float, waited: float) -> None:
+        """Count a queued request whose caller found it granted (lock held)."""
+        self._granted_other += 1
+        self._tokens_other += amount
+        if waited > 0.0:
+            self._waited += waited
+            self._wait_max = max(self._wait_max, waited)
 
     def _dispatch(self, now: float) -> None:
         """Grant, in order, every queued request that can be admitted now (lock held)."""
@@ -389,11 +536,13 @@ class RateLimiter(Guard):
         """A waiter left by an exception (cancelled, interrupted): nothing may leak."""
         with self._lock:
             now = self._now()
-            if waiter.granted:
+            if waiter.granted:  # granted in the instant before: its caller never saw it
+                self._cancelled += 1
                 self._give_back(waiter, now)
                 self._dispatch(now)
                 self._waiters.wake_head()
-            elif not waiter.gone:
+            elif not waiter.gone:  # (gone: refused, and counted, by `_poll`)
+                self._cancelled += 1
                 self._remove(waiter, now)
 
     def _restarted(self) -> None:
@@ -455,6 +604,7 @@ class RateLimiter(Guard):
         lock.acquire()
         try:
             if not self._waiters._live and self._take(1.0, self._now()):
+                self._granted += 1.0
                 return self._entered
         finally:
             lock.release()
@@ -477,6 +627,7 @@ class RateLimiter(Guard):
         lock.acquire()  # the common case first: a token free, nobody queued
         try:
             if not self._waiters._live and self._take(1.0, self._now()):
+                self._granted += 1.0
                 return None
         finally:
             lock.release()
@@ -491,6 +642,7 @@ class RateLimiter(Guard):
         lock.acquire()
         try:
             if not self._waiters._live and self._take(1.0, self._now()):
+                self._granted += 1.0
                 return None
         finally:
             lock.release()
@@ -506,7 +658,9 @@ class RateLimiter(Guard):
         try:
             now = self._now()
             if not self._waiters._live and self._take(1.0, now):
+                self._granted += 1.0
                 return
+            self._refused += 1
             retry_after = self._ready_at(self._waiters.demand, 1, now) - now
         finally:
             lock.release()
