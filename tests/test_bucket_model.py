@@ -3,7 +3,7 @@
 Random sequences of ``try_acquire(n)``, fractional clock advances, ``set_rate``,
 ``set_capacity`` and ``reset`` run on a real bucket and on a few lines of arithmetic that say what
 it must do: a token count for the TokenBucket, the time of the next free slot for
-the LeakyBucket. Outcomes within float noise of the boundary may go either way; the
+the LeakyBucket, and for both the counts ``stats()`` reports, which no reset lowers. Outcomes within float noise of the boundary may go either way; the
 model then follows the bucket.
 """
 
@@ -44,6 +44,9 @@ class TokenBucketMachine(RuleBasedStateMachine):
         self.rate = 1.0
         self.capacity = 1.0
         self.tokens = 1.0
+        self.granted = 0
+        self.granted_tokens = 0.0
+        self.refused = 0
 
     @initialize(rate=rates, capacity=capacities)
     def build(self, rate: float, capacity: float) -> None:
@@ -61,6 +64,7 @@ class TokenBucketMachine(RuleBasedStateMachine):
         got = self.built().try_acquire(n)
         if abs(self.tokens - n) > NOISE:
             assert got == (self.tokens > n)
+        self.count(n, got)
         if got:
             self.tokens = max(0.0, self.tokens - n)
             assert len(self.refusals) == before
@@ -71,6 +75,23 @@ class TokenBucketMachine(RuleBasedStateMachine):
             assert event.at == self.clock.monotonic()
             expected = max(0.0, n - self.tokens) / self.rate
             assert event.retry_after == pytest.approx(expected, rel=1e-6, abs=NOISE / self.rate)
+
+    @rule()
+    def try_acquire_one(self) -> None:
+        """The fast path: one token, asked as the int 1."""
+        got = self.built().try_acquire()
+        if abs(self.tokens - 1.0) > NOISE:
+            assert got == (self.tokens > 1.0)
+        self.count(1, got)
+        if got:
+            self.tokens = max(0.0, self.tokens - 1.0)
+
+    def count(self, n: float, got: bool) -> None:
+        if got:
+            self.granted += 1
+            self.granted_tokens += n
+        else:
+            self.refused += 1
 
     @rule(seconds=steps)
     def advance(self, seconds: float) -> None:
@@ -113,6 +134,17 @@ class TokenBucketMachine(RuleBasedStateMachine):
         assert " -" not in repr(bucket)  # never a negative level, not even -0.00
         assert (bucket.rate, bucket.capacity, bucket.waiting) == (self.rate, self.capacity, 0)
 
+    @precondition(lambda self: self.bucket is not None)
+    @invariant()
+    def stats_match_the_model(self) -> None:
+        stats = self.built().stats()
+        assert (stats.granted, stats.refused, stats.cancelled) == (self.granted, self.refused, 0)
+        assert stats.tokens == pytest.approx(self.granted_tokens, rel=1e-9)
+        assert stats.refused == len(self.refusals)
+        assert stats.available == pytest.approx(self.tokens, rel=1e-9, abs=NOISE)
+        assert (stats.waited, stats.wait_max, stats.waiting) == (0.0, 0.0, 0)
+        assert (stats.rate, stats.capacity) == (self.rate, self.capacity)
+
 
 class LeakyBucketMachine(RuleBasedStateMachine):
     """A LeakyBucket next to a model of the time of its next free slot."""
@@ -128,6 +160,9 @@ class LeakyBucketMachine(RuleBasedStateMachine):
         self.rate = 1.0
         self.capacity = 1.0
         self.next_slot = 0.0
+        self.granted = 0
+        self.granted_tokens = 0.0
+        self.refused = 0
 
     @initialize(rate=rates, capacity=capacities)
     def build(self, rate: float, capacity: float) -> None:
@@ -146,6 +181,7 @@ class LeakyBucketMachine(RuleBasedStateMachine):
         got = self.built().try_acquire(n)
         if abs(now - self.next_slot) > NOISE:
             assert got == (now > self.next_slot)
+        self.count(n, got)
         if got:
             self.next_slot = max(now, self.next_slot) + n / self.rate
             assert len(self.refusals) == before
@@ -155,6 +191,24 @@ class LeakyBucketMachine(RuleBasedStateMachine):
             assert event.amount == n
             expected = max(0.0, self.next_slot - now)
             assert event.retry_after == pytest.approx(expected, rel=1e-6, abs=NOISE)
+
+    @rule()
+    def try_acquire_one(self) -> None:
+        """The fast path: one slot, asked as the int 1."""
+        now = self.clock.monotonic()
+        got = self.built().try_acquire()
+        if abs(now - self.next_slot) > NOISE:
+            assert got == (now > self.next_slot)
+        self.count(1, got)
+        if got:
+            self.next_slot = max(now, self.next_slot) + 1 / self.rate
+
+    def count(self, n: float, got: bool) -> None:
+        if got:
+            self.granted += 1
+            self.granted_tokens += n
+        else:
+            self.refused += 1
 
     @rule(seconds=steps)
     def advance(self, seconds: float) -> None:
@@ -188,6 +242,17 @@ class LeakyBucketMachine(RuleBasedStateMachine):
         bucket = self.built()
         assert (bucket.available, bucket.waiting) == (self.capacity, 0)
         assert (bucket.rate, bucket.capacity) == (self.rate, self.capacity)
+
+    @precondition(lambda self: self.bucket is not None)
+    @invariant()
+    def stats_match_the_model(self) -> None:
+        stats = self.built().stats()
+        assert (stats.granted, stats.refused, stats.cancelled) == (self.granted, self.refused, 0)
+        assert stats.tokens == pytest.approx(self.granted_tokens, rel=1e-9)
+        assert stats.refused == len(self.refusals)
+        assert (stats.available, stats.waiting) == (self.capacity, 0)
+        assert (stats.waited, stats.wait_max) == (0.0, 0.0)
+        assert (stats.rate, stats.capacity) == (self.rate, self.capacity)
 
 
 class TestTokenBucketModel(TokenBucketMachine.TestCase):  # type: ignore[misc,name-defined]
