@@ -3,7 +3,8 @@
 Every primitive publishes frozen events on an ``EventBus`` (the process-wide
 ``default_bus()`` unless given ``bus=``). Subscribing to a class receives its
 subclasses too, so ``Event`` receives everything. A handler that raises is logged on
-the ``resilio`` logger and never breaks the call that published.
+the ``resilio`` logger and never breaks the call that published. The bus numbers
+the events it delivers (``seq``) and stamps them with the Unix time (``wall``).
 
 Run it with ``python examples/events.py``.
 """
@@ -60,7 +61,11 @@ def main() -> None:
         lambda e: print(f"  state change: {e.old.value} -> {e.new.value} ({e.reason})"),
     )
     unsubscribe_all = bus.subscribe(
-        Event, lambda e: print(f"  any event:    {type(e).__name__} from {e.source!r} at t={e.at}")
+        Event,
+        lambda e: print(
+            f"  any event:    #{e.seq} {type(e).__name__} from {e.source!r} at t={e.at}"
+            f"{', wall clock set' if e.wall > 0 else ''}"
+        ),
     )
     print(f"  bus.wants(CallRejected) = {bus.wants(CallRejected)}")
     trip_and_knock()
