@@ -1,9 +1,10 @@
 """Both rate limiters against reference models, driven by hypothesis.
 
 Random sequences of ``try_acquire(n)``, fractional clock advances, ``set_rate``,
-``set_capacity`` and ``reset`` run on a real bucket and on a few lines of arithmetic that say what
-it must do: a token count for the TokenBucket, the time of the next free slot for
-the LeakyBucket, and for both the counts ``stats()`` reports, which no reset lowers. Outcomes within float noise of the boundary may go either way; the
+``set_capacity`` and ``reset`` run on a real bucket and on a few lines of arithmetic
+that say what it must do: a token count for the TokenBucket, the time of the next
+free slot for the LeakyBucket, and for both the counts ``stats()`` reports, which no
+reset lowers. Outcomes within float noise of the boundary may go either way; the
 model then follows the bucket.
 """
 

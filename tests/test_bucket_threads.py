@@ -5,6 +5,8 @@ On a ManualClock the thread at the head of the queue moves the clock to its turn
 so virtual time advances only as fast as the limiter lets requests through and the
 accounting can be checked exactly. On the real clock only upper bounds are checked.
 Threads start together on a Barrier and the interpreter switches threads very often.
+The counters of ``stats()`` come out exact: every admission, token and refusal the
+threads saw, no more, no fewer.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ class TestTokenBucketManualClock:
         bucket = TokenBucket(rate, capacity, clock=clock, bus=EventBus())
         admitted = [0.0] * THREADS
         blocking = [0] * THREADS
+        tried = [0] * THREADS
+        refused = [0] * THREADS
 
         def work(index: int) -> None:
             rng = random.Random(seed * 100 + index)
@@ -85,6 +89,9 @@ class TestTokenBucketManualClock:
                     blocking[index] += 1
                 elif bucket.try_acquire(n):
                     admitted[index] += n
+                    tried[index] += 1
+                else:
+                    refused[index] += 1
                 assert sum(admitted) <= capacity + rate * clock.monotonic() + 1e-6
 
         hammer(work)
@@ -96,6 +103,11 @@ class TestTokenBucketManualClock:
         assert total <= capacity + rate * elapsed + 1e-6
         # Virtual time moves only while someone waits, so nothing is lost to the cap.
         assert total + bucket.available == pytest.approx(capacity + rate * elapsed, abs=1e-6)
+        stats = bucket.stats()
+        assert stats.granted == sum(blocking) + sum(tried)
+        assert stats.tokens == total
+        assert (stats.refused, stats.cancelled, stats.waiting) == (sum(refused), 0, 0)
+        assert 0 < stats.wait_max <= stats.waited
 
     def test_fractional_rate_and_amounts(self) -> None:
         """With awkward floats the accounting still balances within float noise."""
@@ -148,6 +160,7 @@ class TestTokenBucketSystemClock:
         hammer(work)
         assert admitted == [10] * THREADS
         assert bucket.waiting == 0
+        assert (bucket.stats().granted, bucket.stats().tokens) == (10 * THREADS, 10 * THREADS)
 
     def test_timeouts_under_contention_leave_nothing_behind(self) -> None:
         """Blocking acquires with short timeouts either succeed or fail; the queue empties."""
@@ -168,6 +181,8 @@ class TestTokenBucketSystemClock:
         hammer(work)
         assert sum(outcomes) == 15 * THREADS
         assert bucket.waiting == 0
+        stats = bucket.stats()
+        assert (stats.granted, stats.refused, stats.cancelled) == (outcomes[1], outcomes[0], 0)
 
 
 class TestLeakyBucketManualClock:
@@ -199,6 +214,11 @@ class TestLeakyBucketManualClock:
         assert bucket.waiting == 0
         assert total <= 1 + rate * clock.monotonic() + 1e-6
         assert clock.monotonic() == pytest.approx((total - 1) / rate)
+        stats = bucket.stats()
+        assert (stats.granted, stats.tokens) == (total, total)
+        # Refused: the full queue, and every try_acquire that found no slot free.
+        assert stats.refused == 100 * THREADS - total
+        assert sum(refused) <= stats.refused
         with pytest.raises(RateLimitExceeded) as info:
             bucket.acquire_sync(timeout=0)
         assert info.value.retry_after == pytest.approx(1 / rate)
