@@ -1,4 +1,4 @@
-"""Static checks of the buckets' ``per`` constructors and ``reset``; never executed.
+"""Static checks of the buckets' ``per`` constructors, ``reset`` and ``stats``; never executed.
 
 Checked by ``mypy --strict tests/typing``. The ``# type: ignore[...]`` lines are
 deliberate misuse: with ``warn_unused_ignores`` (part of ``--strict``) mypy fails if
@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from typing_extensions import assert_type
 
-from resilio import EventBus, LeakyBucket, ManualClock, TokenBucket
+from resilio import EventBus, LeakyBucket, LimiterStats, ManualClock, TokenBucket
 
 
 class Quota(TokenBucket):
@@ -39,7 +39,24 @@ assert_type(Relay.per(10, 60), Relay)
 assert_type(TokenBucket(1, 1).reset(), None)
 assert_type(LeakyBucket(1, 1).reset(), None)
 
+stats = TokenBucket(1, 1).stats()
+assert_type(stats, LimiterStats)
+assert_type(LeakyBucket(1, 1).stats(), LimiterStats)
+assert_type(Quota.per(10, 60).stats(), LimiterStats)
+assert_type(stats.granted, int)
+assert_type(stats.tokens, float)
+assert_type(stats.refused, int)
+assert_type(stats.cancelled, int)
+assert_type(stats.waited, float)
+assert_type(stats.wait_max, float)
+assert_type(stats.available, float)
+assert_type(stats.waiting, int)
+assert_type(stats.rate, float)
+assert_type(stats.capacity, float)
+
 TokenBucket.per("100", 60)  # type: ignore[arg-type]
 LeakyBucket.per(100, "1m")  # type: ignore[arg-type]
 TokenBucket.per(100, 60, 5)  # type: ignore[call-arg]
 LeakyBucket.per(100, 60, burst=5)  # type: ignore[call-arg]
+stats.granted = 1  # type: ignore[misc]
+TokenBucket(1, 1).stats(True)  # type: ignore[call-arg]
