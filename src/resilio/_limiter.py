@@ -265,8 +265,8 @@ class RateLimiter(Guard):
         taking the bucket's lock, so reading them never delays a request; see
         [`LimiterStats`][resilio.LimiterStats] for what each one counts.
         """
-        # Each counter only grows; the grant of a request in flight may show in one
-        # read and not the next, never the other way round.
+        # Each counter only grows, so no sum of them read here is ever below the
+        # same sum read by an earlier call.
         granted = self._granted
         return LimiterStats(
             granted=int(granted) + self._granted_other,

@@ -152,15 +152,14 @@ class TokenBucket(RateLimiter):
             ValueError: *n* is not positive or exceeds the capacity.
         """
         # `RateLimiter.try_acquire` with `_take(1, now)` inlined, as in `__aenter__`:
-        # the call would cost a fifth of the whole. Anything but "one token, free,
-        # nobody queued" takes the general path.
+        # the call would cost a fifth of the whole.
         if n != 1 or n.__class__ is not int:
             return self._try_acquire_amount(n)
         lock = self._lock
         lock.acquire()
         try:
+            now = self._now()
             if not self._waiters._live:
-                now = self._now()
                 tokens = self._tokens
                 capacity = self._capacity
                 if tokens < capacity:
@@ -172,10 +171,17 @@ class TokenBucket(RateLimiter):
                     self._tokens = tokens - 1.0
                     self._granted += 1.0
                     return True
+                if tokens + EPSILON >= 1.0:  # short by float dust only: admit, and empty
+                    self._tokens = 0.0
+                    self._granted += 1.0
+                    return True
                 self._tokens = tokens
+            self._refused += 1
+            retry_after = self._ready_at(self._waiters.demand, 1, now) - now
         finally:
             lock.release()
-        return self._try_acquire_amount(1)
+        self._limited(1, retry_after, rejected=True, now=now)
+        return False
 
     def __aenter__(self) -> Awaitable[Self]:  # type: ignore[override] # as RateLimiter's
         # `RateLimiter.__aenter__` with `_take(1.0, now)` inlined: the call would cost
