@@ -140,6 +140,17 @@ def _generators_refused(guard: Guard, fn: Callable[..., Any]) -> str:
     )
 
 
+class _Silent:
+    """The ``_bus`` of a guard that publishes nothing: its routing table is ``None``,
+    the ``_untimed`` and ``_unheard`` a guard starts with, so it never times a call."""
+
+    __slots__ = ()
+    _routes = None
+
+
+_SILENT = _Silent()
+
+
 class _Started:
     """The permit of a ``with`` block somebody times, and the clock time it started."""
 
@@ -196,6 +207,7 @@ class Guard:
     _failure_if: Any = None
     _last_failure: object = None
     _untimed: object = None
+    _bus: Any = _SILENT
     _succeeded: Any = None
     _rejected: Any = None
 
@@ -378,7 +390,7 @@ class Guard:
         on_success = self._on_success
         # What a refusal needs (see _refused_until): a guard that never refuses may lack it.
         clock: Any = getattr(self, "_now", None)
-        bus: Any = getattr(self, "_bus", None)
+        bus: Any = self._bus
         refused, name = self._refused_type, self._name
 
         if self._timed:
@@ -489,7 +501,7 @@ class Guard:
         guard = self
         on_result = self._on_result
         clock: Any = getattr(self, "_now", None)
-        bus: Any = getattr(self, "_bus", None)
+        bus: Any = self._bus
         refused, name = self._refused_type, self._name
 
         @functools.wraps(fn)
@@ -522,7 +534,7 @@ class Guard:
         guard = self
         on_result = self._on_result
         clock: Any = getattr(self, "_now", None)
-        bus: Any = getattr(self, "_bus", None)
+        bus: Any = self._bus
         refused, name = self._refused_type, self._name
 
         @functools.wraps(fn)
@@ -560,7 +572,7 @@ class Guard:
         on_success = self._on_success
         # What a refusal needs (see _refused_until): a guard that never refuses may lack it.
         clock: Any = getattr(self, "_now", None)
-        bus: Any = getattr(self, "_bus", None)
+        bus: Any = self._bus
         refused, name = self._refused_type, self._name
 
         if self._free_success:
@@ -653,7 +665,7 @@ class Guard:
                     _check_result(self, fn, result)
                 return result
             token = self._acquire()
-            if self._untimed is not self._bus._routes and self._wants_completed():  # type: ignore[attr-defined]
+            if self._untimed is not self._bus._routes and self._wants_completed():
                 return self._run_timed(token, None, fn, args, kwargs, checked=True)
             try:
                 result = fn(*args, **kwargs)
@@ -670,7 +682,7 @@ class Guard:
             else:
                 self._on_result(token, result)
             return result
-        if self._untimed is not self._bus._routes and self._wants_completed():  # type: ignore[attr-defined]
+        if self._untimed is not self._bus._routes and self._wants_completed():
             return self._run_timed(token, None, fn, args, kwargs, checked=True)
         # Admitted without a permit, and a success is reported only when it may
         # change something (see _free_success).
@@ -714,7 +726,7 @@ class Guard:
                     _check_awaitable(self, fn, awaitable)
                 return await awaitable
             token = await self._acquire_async() if self._acquire_waits else self._acquire()
-            if self._untimed is not self._bus._routes and self._wants_completed():  # type: ignore[attr-defined]
+            if self._untimed is not self._bus._routes and self._wants_completed():
                 return await self._run_timed_async(token, fn, args, kwargs, checked=True)
             try:
                 awaitable = fn(*args, **kwargs)
@@ -732,7 +744,7 @@ class Guard:
             else:
                 self._on_result(token, result)
             return result
-        if self._untimed is not self._bus._routes and self._wants_completed():  # type: ignore[attr-defined]
+        if self._untimed is not self._bus._routes and self._wants_completed():
             return await self._run_timed_async(token, fn, args, kwargs, checked=True)
         try:
             awaitable = fn(*args, **kwargs)
@@ -764,7 +776,7 @@ class Guard:
                 self._acquire()
                 return self
             token = self._acquire()
-        if self._untimed is not self._bus._routes and self._wants_completed():  # type: ignore[attr-defined]
+        if self._untimed is not self._bus._routes and self._wants_completed():
             token = _Started(token, self._now())  # type: ignore[attr-defined]
         node = _held.get()
         if node is not None and node[0] is None and node[3] == get_ident():
@@ -784,7 +796,7 @@ class Guard:
                     self._acquire()
                 return self
             token = await self._acquire_async() if self._acquire_waits else self._acquire()
-        if self._untimed is not self._bus._routes and self._wants_completed():  # type: ignore[attr-defined]
+        if self._untimed is not self._bus._routes and self._wants_completed():
             token = _Started(token, self._now())  # type: ignore[attr-defined]
         node = _held.get()
         if node is not None and node[0] is None and node[3] == get_ident():
@@ -869,7 +881,7 @@ class Guard:
         token = self._free
         if token is None:
             token = self._acquire()
-        if self._untimed is not self._bus._routes and self._wants_completed():  # type: ignore[attr-defined]
+        if self._untimed is not self._bus._routes and self._wants_completed():
             token = _Started(token, self._now())  # type: ignore[attr-defined]
         node = _held.get()
         if node is not None and node[0] is None and node[3] == get_ident():
