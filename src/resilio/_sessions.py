@@ -875,7 +875,10 @@ class SessionManager(Generic[T]):
         session._hooks = None
         destroyed = self._destroyed
         reason = session.reason or ""
-        destroyed[reason] = destroyed.get(reason, 0) + 1
+        try:
+            destroyed[reason] += 1
+        except KeyError:  # a reason of the caller's own, the first time
+            destroyed[reason] = 1
         bus = self._bus
         if bus.wants(SessionDestroyed):
             bus.publish(
@@ -940,7 +943,8 @@ class SessionManager(Generic[T]):
                 continue
             session._due = None  # (its entry is out of the heap: nothing left behind)
             late = now - current
-            self._late_max = max(self._late_max, late)
+            if late > self._late_max:  # noqa: PLR1730 - max() costs a call per expiry
+                self._late_max = late
             if bus.wants(SessionExpired):
                 bus.publish(
                     SessionExpired(
