@@ -6,7 +6,7 @@ from contextlib import aclosing
 
 from typing_extensions import assert_type
 
-from resilio import MapResults, TaskHandle, WorkerPool
+from resilio import MapResults, PoolStats, TaskHandle, WorkerPool
 
 
 async def double(x: int) -> int:
@@ -37,3 +37,12 @@ async def check(pool: WorkerPool) -> None:
 
 def strings(results: MapResults[str]) -> None:
     """Takes the results of a map whose function returns str."""
+
+
+def check_stats(pool: WorkerPool) -> None:
+    """Counters are ints."""
+    stats = pool.stats()
+    assert_type(stats, PoolStats)
+    assert_type(stats.submitted, int)
+    assert_type(stats.cancelled, int)
+    assert_type(stats.queue_peak, int)

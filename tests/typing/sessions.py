@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from typing_extensions import assert_type
 
-from resilio import Session, SessionManager
+from resilio import Session, SessionManager, SessionStats
 
 
 class Conn:
@@ -64,3 +65,14 @@ async def check_bare() -> None:
         assert_type(await sessions.create({"anything": 1}), Session[Any])
         assert_type(await sessions.get_or_create("key"), Session[Any])
         assert_type(await sessions.get_or_create("conn", open_conn), Session[Any])
+
+
+def check_stats(sessions: SessionManager[int]) -> None:
+    """Counters: ints, a read-only mapping of reasons, seconds as a float."""
+    stats = sessions.stats()
+    assert_type(stats, SessionStats)
+    assert_type(stats.created, int)
+    assert_type(stats.destroyed, Mapping[str, int])
+    assert_type(stats.destroyed["expired"], int)
+    assert_type(stats.lateness_max, float)
+    stats.destroyed["expired"] = 1  # type: ignore[index]
