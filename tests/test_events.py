@@ -513,3 +513,35 @@ class TestWall:
         assert delivered == ping(3)
         assert hash(delivered) == hash(ping(3))
         assert "wall" in repr(delivered)
+
+
+class TestBrokenLogging:
+    """A handler's failure is reported even when logging itself fails."""
+
+    def test_a_raising_log_handler_breaks_nothing(
+        self, bus: EventBus, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The resilio logger's handler raises too: publish returns, the next handler runs,
+        and the failure reaches standard error."""
+
+        class Broken(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                raise OSError("log sink down")
+
+        seen: list[Event] = []
+
+        def failing(event: Event) -> None:
+            raise RuntimeError("handler bug")
+
+        bus.subscribe(Event, failing)
+        bus.subscribe(Event, seen.append)
+        resilio_logger = logging.getLogger("resilio")
+        broken = Broken()
+        resilio_logger.addHandler(broken)
+        try:
+            bus.publish(ping())
+        finally:
+            resilio_logger.removeHandler(broken)
+        assert len(seen) == 1
+        err = capsys.readouterr().err
+        assert "log sink down" in err
