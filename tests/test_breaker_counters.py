@@ -525,6 +525,29 @@ class TestOnlyWhenWanted:
         assert built == []
         assert counters(breaker)["rejected"] == 3
 
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("kind", list(KINDS))
+    @pytest.mark.parametrize("form", ["decorator", "call_async", "async_with"])
+    async def test_nothing_built_in_async_forms(
+        self,
+        clock: ManualClock,
+        bus: EventBus,
+        built: list[object],
+        kind: str,
+        form: str,
+    ) -> None:
+        """The async forms build no CallCompleted either while nobody subscribes."""
+        bus.subscribe(CallRejected, lambda event: None)
+        breaker = build(kind, clock, bus)
+        for action, took, wait in SCRIPT:
+            try:
+                await run_async(breaker, form, awork(clock, action, took))
+            except (Boom, Skipped, Other, CircuitOpenError):
+                pass
+            clock.advance(wait)
+        assert built == []
+        assert sum(counters(breaker).values()) == len(SCRIPT) + 5  # + transitions
+
     @pytest.mark.parametrize("kind", list(KINDS))
     def test_late_subscribers_are_heard_and_leaving_ones_forgotten(
         self, clock: ManualClock, bus: EventBus, built: list[object], kind: str
