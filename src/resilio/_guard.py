@@ -14,6 +14,8 @@ A primitive that guards calls implements a small permission protocol:
   when the call was cancelled or interrupted: any `BaseException` that is not
   an `Exception` (asyncio and trio cancellation, ``KeyboardInterrupt``,
   ``GeneratorExit``, ``SystemExit``) counts neither as success nor as failure.
+  It does so on the free path too, with no permit to give back, so that the
+  primitive counts the call as ignored.
 * ``_outcomes = False`` says the primitive cares about admission only (a rate
   limiter): the guard then calls ``_acquire()`` / ``_acquire_async()`` and nothing
   else, and keeps no token for ``with`` blocks.
@@ -49,9 +51,11 @@ A primitive that guards calls implements a small permission protocol:
   nothing. Otherwise they ask ``_wants_completed()`` once the call is admitted,
   and when it says yes the call runs timed: the decorators and ``call`` /
   ``call_async`` hand it to ``_run_timed`` / ``_run_timed_async``, and blocks
-  keep the start time with their permit (a ``_Started``). Every outcome is then
-  reported (no quiet success), and ``_completed(outcome, start)`` publishes the
-  event. The check costs one identity comparison when nobody listens.
+  keep the start time with their permit (a ``_Started``). The outcome is then
+  recorded as ever (a quiet success only counted), and ``_completed(outcome,
+  start)`` publishes the event. The check costs one identity comparison when
+  nobody listens. A guard with no ``_bus`` of its own has a silent one, whose
+  table (``None``) is the ``_untimed`` it starts with.
 * ``_rejected`` is a counter too: the decorators' own refusals count
   themselves there with one ``next()``.
 
