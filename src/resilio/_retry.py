@@ -38,6 +38,7 @@ from ._events import (
 )
 from ._guard import is_async_callable
 from ._instant import SWITCH
+from ._registry import track
 from ._waiters import running_loop
 
 P = ParamSpec("P")
@@ -47,14 +48,98 @@ _DEFAULT_BASE_DELAY = 0.1  # what Retry's signature says; given with delay=, the
 _DEFAULT_MULTIPLIER = 2.0
 
 
+def _counted(counter: itertools.count[int]) -> int:
+    """How many numbers *counter* (started at 0) has handed out, read without taking one.
+
+    Counters here are `itertools.count` objects: ``next()`` on one is a single C call,
+    atomic under the GIL, and on a free-threaded build too (a compare-and-swap, since
+    CPython 3.13), so threads counting at once lose nothing and need no lock. Its
+    ``repr`` reads the count as one machine word: possibly a few counts stale while
+    threads are counting, never torn, never more than was counted.
+    """
+    return int(repr(counter)[6:-1])
+
+
 @attrs.frozen(kw_only=True)
 class BudgetStats:
-    """Cumulative counts of a retry budget since it was built (being written)."""
+    """A frozen view of a [`RetryBudget`][resilio.RetryBudget]: counts since it was built.
+
+    The counts are cumulative and never go down (they ignore the window, which only
+    decides ``available``): read them as Prometheus counters, by their rate.
+
+    Attributes:
+        deposits: First tries counted (`RetryBudget.deposit`, one per call through a
+            policy that uses the budget).
+        withdrawals: Retries the budget allowed (`RetryBudget.try_withdraw` answered
+            ``True``).
+        refusals: Retries the budget refused (`RetryBudget.try_withdraw` answered
+            ``False``); through a policy, one per [`RetryRefused`][resilio.RetryRefused].
+        available: Retries the budget would allow now, as
+            [`RetryBudget.available`][resilio.RetryBudget.available]: the one
+            point-in-time value here.
+    """
+
+    deposits: int
+    withdrawals: int
+    refusals: int
+    available: float
 
 
 @attrs.frozen(kw_only=True)
 class RetryStats:
-    """Cumulative counts of a retry policy since it was built (being written)."""
+    """A frozen view of a [`Retry`][resilio.Retry] policy: counts since it was built.
+
+    Every call through the policy (the decorator, `Retry.call`, `Retry.call_async`
+    and inline loops alike) counts once, when it ends. A call that returns or
+    raises falls in one of resilience4j's four kinds: it ``succeeded`` or
+    ``failed``, ``without_retry`` (after one try) or ``with_retry`` (after more).
+    A call ended by cancellation counts as ``cancelled`` instead. So ``calls ==
+    succeeded + failed + cancelled``, and ``succeeded`` and ``failed`` are each the
+    sum of their two kinds. Retries count as they start, so a call still retrying
+    shows in ``retries`` before it shows in ``calls``.
+
+    The counts are cumulative and never go down; each is read whole, without a
+    lock, though while threads are calling two counts may be a call apart.
+
+    Attributes:
+        calls: Calls through the policy that have ended.
+        tries: Tries made: a first try for each call that has ended, plus
+            ``retries``.
+        retries: Tries after the first, counted as each starts (after its sleep;
+            one per [`RetryScheduled`][resilio.RetryScheduled], unless the sleep was
+            cancelled).
+        succeeded: Calls that returned a result the policy accepted.
+        failed: Calls that raised an exception, or returned a result ``if_result``
+            still asked to retry when the retrying ended. An error ``on`` does not
+            match counts here as soon as it is raised: on the first try it is a
+            failure without retry.
+        cancelled: Calls ended by cancellation, ``KeyboardInterrupt`` or another
+            ``BaseException`` that is not an ``Exception`` (in a try or a sleep):
+            neither succeeded nor failed.
+        exhausted: Failed calls whose retrying ran out: of attempts, of
+            ``timeout``, or with a ``retry_after`` hint beyond ``max_delay`` or
+            past the timeout; one per [`RetryExhausted`][resilio.RetryExhausted].
+        refused: Failed calls whose next retry the ``budget`` refused; one per
+            [`RetryRefused`][resilio.RetryRefused].
+        succeeded_without_retry: Calls that succeeded on the first try.
+        succeeded_with_retry: Calls that succeeded after one retry or more.
+        failed_without_retry: Calls that failed after one try: an error ``on`` does
+            not match, or no retry was allowed (``attempts=1``, a refusal, a hint).
+        failed_with_retry: Calls that failed after one retry or more.
+    """
+
+    calls: int
+    tries: int
+    retries: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    exhausted: int
+    refused: int
+    succeeded_without_retry: int
+    succeeded_with_retry: int
+    failed_without_retry: int
+    failed_with_retry: int
 
 
 class RetryBudget:
@@ -103,6 +188,7 @@ class RetryBudget:
         "_min_per_second",
         "_now",
         "_ratio",
+        "_refused",
         "_ring_deposits",
         "_ring_withdrawals",
         "_tickets",
@@ -110,6 +196,7 @@ class RetryBudget:
         "_width",
         "_window",
         "_withdrawals",
+        "_withdrawn",
     )
 
     def __init__(
@@ -132,12 +219,15 @@ class RetryBudget:
         self._deposits = self._withdrawals = 0
         self._epoch = int(self._now() // self._width)
         # Deposits take tickets from one counter, without the lock: ``next()`` on an
-        # itertools.count is one atomic step under the GIL, so no deposit is lost. The
+        # itertools.count is one atomic step (see `_counted`), so no deposit is lost,
+        # and the tickets handed out are the deposits made since construction. The
         # tickets from ``_unfolded`` on are not in the ring yet; a deposit whose ticket
         # reaches ``_due`` folds them in, reading the clock to know their slice.
         self._tickets = itertools.count()
         self._unfolded = 0
         self._due = 0
+        self._withdrawn = self._refused = 0  # since construction; written under the lock
+        track(self)
 
     def deposit(self) -> None:
         """Count one first try."""
@@ -157,8 +247,8 @@ class RetryBudget:
         ``ticket=None``) were made between the last fold and now: if a slice began in
         between, they go to the older slice.
         """
-        mark = next(self._tickets)  # every ticket below it belongs to a deposit made
-        first, self._unfolded = self._unfolded, mark + 1
+        mark = _counted(self._tickets)  # every ticket below it belongs to a deposit made
+        first, self._unfolded = self._unfolded, mark
         epoch = int(self._now() // self._width)
         ring = self._ring_deposits
         if epoch > self._epoch:
@@ -171,7 +261,8 @@ class RetryBudget:
         ring[index] += mark - first
         self._deposits += mark - first
         stride = ring[index] // self._SAMPLE
-        self._due = mark + (1 if stride < 1 else min(stride, self._MAX_STRIDE))
+        # the deposit that takes ticket ``mark`` is the first after this fold
+        self._due = mark + (0 if stride < 1 else min(stride, self._MAX_STRIDE) - 1)
 
     def _advance(self, epoch: int) -> None:
         """Move the ring on to slice *epoch*, dropping the slices that left the window."""
@@ -188,9 +279,11 @@ class RetryBudget:
         with self._lock:
             self._fold(None)
             if self._withdrawals + 1 > self._allowed():
+                self._refused += 1
                 return False
             self._ring_withdrawals[self._epoch % self.BUCKETS] += 1
             self._withdrawals += 1
+            self._withdrawn += 1
             return True
 
     def _allowed(self) -> float:
@@ -202,6 +295,21 @@ class RetryBudget:
         with self._lock:
             self._fold(None)
             return max(0.0, self._allowed() - self._withdrawals)
+
+    def stats(self) -> BudgetStats:
+        """Return the counts since the budget was built, and the retries it allows now.
+
+        Safe to call from any thread (an exporter's): the counts are read without a
+        lock, each whole; ``available`` takes the budget's lock for a moment, as the
+        property does.
+        """
+        deposits = _counted(self._tickets)
+        return BudgetStats(
+            deposits=deposits,
+            withdrawals=self._withdrawn,
+            refusals=self._refused,
+            available=self.available,
+        )
 
     def __repr__(self) -> str:
         with self._lock:
@@ -233,17 +341,36 @@ class _Run:
 
     ``instant`` says whether the delay last returned is to be skipped, not slept: it was
     decided under `resilio.testing.instant`, which the run reads only here, after a
-    failure, never on the success path.
+    failure, never on the success path. ``tries`` counts the tries made, which
+    ``attempt`` (the try the schedule is at) runs ahead of while a retry sleeps.
     """
 
-    __slots__ = ("attempt", "deadline", "instant", "policy", "previous")
+    __slots__ = ("attempt", "deadline", "instant", "policy", "previous", "tries")
 
     def __init__(self, policy: Retry, started: float) -> None:
         self.policy = policy
-        self.attempt = 1
+        self.attempt = self.tries = 1
         self.previous = policy._base_delay
         self.deadline = None if policy._timeout is None else started + policy._timeout
         self.instant = False
+
+    def sleep(self, delay: float) -> None:
+        """Sleep *delay* (unless ``instant``) before the next try; count that try."""
+        policy = self.policy
+        if not self.instant:
+            policy._clock.sleep(delay)
+        self.tries += 1
+        next(policy._retries)
+
+    async def sleep_async(self, delay: float) -> None:
+        """Sleep *delay* (only a checkpoint if ``instant``) before the next try; count it."""
+        policy = self.policy
+        if self.instant:
+            await checkpoint()
+        else:
+            await policy._clock.sleep_async(delay)
+        self.tries += 1
+        next(policy._retries)
 
     def next_delay(self, error: BaseException | None, *, sync: bool = False) -> float | None:
         """After the current try failed: the delay before the next, or ``None`` to stop.
@@ -258,7 +385,7 @@ class _Run:
         if instant and (cap := SWITCH.attempts) is not None and (limit is None or cap < limit):
             limit = cap
         if limit is not None and attempt >= limit:
-            policy._publish_exhausted(attempt, error, "attempts")
+            policy._exhaust(attempt, error, "attempts")
             return None
         if policy._delay is None:
             delay = self.previous = jittered(
@@ -276,17 +403,17 @@ class _Run:
         hint = _hint(error)
         if hint is not None and hint > delay:  # never sooner than the rejection said
             if hint > policy._max_delay:
-                policy._publish_exhausted(attempt, error, "retry_after_over_max_delay")
+                policy._exhaust(attempt, error, "retry_after_over_max_delay")
                 return None
             delay = spread(hint, policy._random)
             if deadline is not None:
                 left = deadline - policy._now()
                 if hint > left:
-                    policy._publish_exhausted(attempt, error, "retry_after_past_timeout")
+                    policy._exhaust(attempt, error, "retry_after_past_timeout")
                     return None
                 delay = min(delay, left)  # the hint fits; the spread may not
         elif deadline is not None and policy._now() + delay > deadline:
-            policy._publish_exhausted(attempt, error, "timeout")
+            policy._exhaust(attempt, error, "timeout")
             return None
         if instant:  # the sleep is skipped, but counts against the timeout as if slept
             if deadline is not None:
@@ -297,6 +424,7 @@ class _Run:
             raise _blocking_refused(policy, loop, error) from error
         budget = policy._budget
         if budget is not None and not budget.try_withdraw():
+            next(policy._refused)
             bus = policy._bus
             if bus.wants(RetryRefused):
                 bus.publish(
@@ -342,10 +470,15 @@ class Attempt:
         tb: TracebackType | None,
     ) -> bool:
         loop = self._loop
-        if isinstance(exc, Exception) and not isinstance(exc, MisuseError) and loop.policy._on(exc):
+        policy = loop.policy
+        if isinstance(exc, Exception) and not isinstance(exc, MisuseError) and policy._on(exc):
             loop.error = exc
             return True
         loop.done = True
+        if exc is None:
+            policy._count_succeeded(self.number)
+        else:
+            policy._count_raised(exc, self.number)
         return False
 
     def __repr__(self) -> str:
@@ -373,19 +506,27 @@ class _Attempts:
         if self.done:
             raise StopIteration
         policy = self.policy
-        if self.run is None:
+        run = self.run
+        if run is None:
             if policy._budget is not None:
                 policy._budget.deposit()
             self.run = _Run(policy, policy._now())
             return Attempt(self, 1)
         error = self.error
-        if error is None:  # the last attempt's block was never entered
+        if error is None:  # the last attempt's block was never entered: nothing failed
             self.done = True
+            policy._count_succeeded(run.tries)
             raise StopIteration
         self.error = None
-        delay = self.run.next_delay(error, sync=sync)
+        try:
+            delay = run.next_delay(error, sync=sync)
+        except BaseException as exc:
+            self.done = True
+            policy._count_raised(exc, run.tries)
+            raise
         if delay is None:
             self.done = True
+            policy._count_raised(error, run.tries)
             raise error
         return delay
 
@@ -398,9 +539,13 @@ class _Attempts:
             return step
         run = self.run
         assert run is not None
-        if not run.instant:
-            self.policy._clock.sleep(step)
-        return Attempt(self, run.attempt)
+        try:
+            run.sleep(step)
+        except BaseException as exc:
+            self.done = True
+            self.policy._count_raised(exc, run.tries)
+            raise
+        return Attempt(self, run.tries)
 
     def __aiter__(self) -> AsyncIterator[Attempt]:
         return self
@@ -414,11 +559,13 @@ class _Attempts:
             return step
         run = self.run
         assert run is not None
-        if run.instant:
-            await checkpoint()
-        else:
-            await self.policy._clock.sleep_async(step)
-        return Attempt(self, run.attempt)
+        try:
+            await run.sleep_async(step)
+        except BaseException as exc:
+            self.done = True
+            self.policy._count_raised(exc, run.tries)
+            raise
+        return Attempt(self, run.tries)
 
 
 class Retry:
@@ -506,8 +653,12 @@ class Retry:
         "_base_delay",
         "_budget",
         "_bus",
+        "_cancelled",
         "_clock",
         "_delay",
+        "_exhausted",
+        "_failed_with_retry",
+        "_failed_without_retry",
         "_floor",
         "_if_result",
         "_jitter",
@@ -517,6 +668,10 @@ class Retry:
         "_now",
         "_on",
         "_random",
+        "_refused",
+        "_retries",
+        "_succeeded_with_retry",
+        "_succeeded_without_retry",
         "_timeout",
     )
 
@@ -583,6 +738,17 @@ class Retry:
         self._clock = check_clock(clock)
         self._now = clock.monotonic
         self._bus = default_bus() if bus is None else check_bus(bus)
+        # The counts behind `stats`, each advanced by one lock-free ``next()`` (see
+        # `_counted`). A first-try success costs exactly that: one ``next()``.
+        self._succeeded_without_retry = itertools.count()
+        self._succeeded_with_retry = itertools.count()
+        self._failed_without_retry = itertools.count()
+        self._failed_with_retry = itertools.count()
+        self._cancelled = itertools.count()
+        self._retries = itertools.count()
+        self._exhausted = itertools.count()
+        self._refused = itertools.count()
+        track(self)
 
     def _check_delay(
         self,
@@ -647,6 +813,60 @@ class Retry:
         """The name that appears in events and ``repr``."""
         return self._name
 
+    def stats(self) -> RetryStats:
+        """Return the counts of calls, tries and retries since the policy was built.
+
+        Safe to call from any thread (an exporter's): nothing is locked, and each
+        count is read whole, though two counts may be a call apart while threads
+        are calling.
+        """
+        ok_first = _counted(self._succeeded_without_retry)
+        ok_later = _counted(self._succeeded_with_retry)
+        failed_first = _counted(self._failed_without_retry)
+        failed_later = _counted(self._failed_with_retry)
+        cancelled = _counted(self._cancelled)
+        retries = _counted(self._retries)
+        calls = ok_first + ok_later + failed_first + failed_later + cancelled
+        return RetryStats(
+            calls=calls,
+            tries=calls + retries,
+            retries=retries,
+            succeeded=ok_first + ok_later,
+            failed=failed_first + failed_later,
+            cancelled=cancelled,
+            exhausted=_counted(self._exhausted),
+            refused=_counted(self._refused),
+            succeeded_without_retry=ok_first,
+            succeeded_with_retry=ok_later,
+            failed_without_retry=failed_first,
+            failed_with_retry=failed_later,
+        )
+
+    def _count_succeeded(self, tries: int) -> None:
+        """Count a call that ended with an accepted result after *tries* tries."""
+        next(self._succeeded_without_retry if tries == 1 else self._succeeded_with_retry)
+
+    def _count_raised(self, error: BaseException, tries: int) -> None:
+        """Count a call that ended raising *error* after *tries* tries."""
+        if not isinstance(error, Exception):
+            next(self._cancelled)
+        else:
+            next(self._failed_without_retry if tries == 1 else self._failed_with_retry)
+
+    def _count_failed(self, tries: int) -> None:
+        """Count a call that ended with a result ``if_result`` still rejected."""
+        next(self._failed_without_retry if tries == 1 else self._failed_with_retry)
+
+    def _retries_first(self, result: object) -> bool:
+        """Whether ``if_result`` asks for another try after a first try returned
+        *result*; a predicate that raises ends the call, counted."""
+        assert self._if_result is not None
+        try:
+            return self._if_result(result)
+        except BaseException as exc:
+            self._count_raised(exc, 1)
+            raise
+
     # -- the decorator --------------------------------------------------------------
 
     def __call__(self, fn: Callable[P, T], /) -> Callable[P, T]:
@@ -662,9 +882,10 @@ class Retry:
 
     def _wrap_sync(self, fn: Callable[P, T]) -> Callable[P, T]:
         retry_sync = self._retry_sync
-        if_result = self._if_result
+        if_result = None if self._if_result is None else self._retries_first
         budget = self._budget
         tickets = itertools.count() if budget is None else budget._tickets
+        succeeded, cancelled = self._succeeded_without_retry, self._cancelled
         now = self._now
         timed = self._timeout is not None
 
@@ -679,8 +900,12 @@ class Retry:
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 error: Exception | None = exc
+            except BaseException:
+                next(cancelled)
+                raise
             else:
                 if if_result is None or not if_result(result):
+                    next(succeeded)
                     return result
                 error = None
             try:  # outside the except block, so later errors are not chained to this one
@@ -692,9 +917,10 @@ class Retry:
 
     def _wrap_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         retry_async = self._retry_async
-        if_result = self._if_result
+        if_result = None if self._if_result is None else self._retries_first
         budget = self._budget
         tickets = itertools.count() if budget is None else budget._tickets
+        succeeded, cancelled = self._succeeded_without_retry, self._cancelled
         now = self._now
         timed = self._timeout is not None
 
@@ -709,8 +935,12 @@ class Retry:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
                 error: Exception | None = exc
+            except BaseException:
+                next(cancelled)
+                raise
             else:
                 if if_result is None or not if_result(result):
+                    next(succeeded)
                     return result
                 error = None
             try:
@@ -735,24 +965,29 @@ class Retry:
     ) -> T:
         run = _Run(self, started)
         if_result = self._if_result
-        while True:
-            if error is not None and (isinstance(error, MisuseError) or not self._on(error)):
-                raise error
-            delay = run.next_delay(error, sync=True)
-            if delay is None:
-                if error is not None:
+        try:
+            while True:
+                if error is not None and (isinstance(error, MisuseError) or not self._on(error)):
                     raise error
-                return result  # type: ignore[no-any-return]
-            if not run.instant:
-                self._clock.sleep(delay)
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as exc:
-                error = exc
-                continue
-            if if_result is None or not if_result(result):
-                return result  # type: ignore[no-any-return]
-            error = None
+                delay = run.next_delay(error, sync=True)
+                if delay is None:
+                    if error is not None:
+                        raise error
+                    self._count_failed(run.tries)
+                    return result  # type: ignore[no-any-return]
+                run.sleep(delay)
+                try:
+                    result = fn(*args, **kwargs)
+                except Exception as exc:
+                    error = exc
+                    continue
+                if if_result is None or not if_result(result):
+                    next(self._succeeded_with_retry)
+                    return result  # type: ignore[no-any-return]
+                error = None
+        except BaseException as exc:
+            self._count_raised(exc, run.tries)
+            raise
 
     async def _retry_async(  # noqa: PLR0917 - private, called from one place
         self,
@@ -765,26 +1000,29 @@ class Retry:
     ) -> T:
         run = _Run(self, started)
         if_result = self._if_result
-        while True:
-            if error is not None and (isinstance(error, MisuseError) or not self._on(error)):
-                raise error
-            delay = run.next_delay(error)
-            if delay is None:
-                if error is not None:
+        try:
+            while True:
+                if error is not None and (isinstance(error, MisuseError) or not self._on(error)):
                     raise error
-                return result  # type: ignore[no-any-return]
-            if run.instant:
-                await checkpoint()
-            else:
-                await self._clock.sleep_async(delay)
-            try:
-                result = await fn(*args, **kwargs)
-            except Exception as exc:
-                error = exc
-                continue
-            if if_result is None or not if_result(result):
-                return result  # type: ignore[no-any-return]
-            error = None
+                delay = run.next_delay(error)
+                if delay is None:
+                    if error is not None:
+                        raise error
+                    self._count_failed(run.tries)
+                    return result  # type: ignore[no-any-return]
+                await run.sleep_async(delay)
+                try:
+                    result = await fn(*args, **kwargs)
+                except Exception as exc:
+                    error = exc
+                    continue
+                if if_result is None or not if_result(result):
+                    next(self._succeeded_with_retry)
+                    return result  # type: ignore[no-any-return]
+                error = None
+        except BaseException as exc:
+            self._count_raised(exc, run.tries)
+            raise
 
     # -- the other forms ------------------------------------------------------------
 
@@ -820,7 +1058,9 @@ class Retry:
 
     # -- events ---------------------------------------------------------------------
 
-    def _publish_exhausted(self, attempts: int, error: BaseException | None, reason: str) -> None:
+    def _exhaust(self, attempts: int, error: BaseException | None, reason: str) -> None:
+        """Count a call whose retrying ran out, and publish `RetryExhausted` for it."""
+        next(self._exhausted)
         bus = self._bus
         if bus.wants(RetryExhausted):
             bus.publish(
