@@ -147,6 +147,7 @@ PRIMITIVES: dict[str, Callable[..., Any]] = {
     "LeakyBucket": functools.partial(resilio.LeakyBucket, 10, 5),
     "WorkerPool": resilio.WorkerPool,
     "Retry": resilio.Retry,
+    "Timeout": functools.partial(resilio.Timeout, 1.0),
     "Fallback": functools.partial(resilio.Fallback, lambda exc: None),
     "SessionManager": resilio.SessionManager,
 }

@@ -15,6 +15,7 @@ from ._clock import ManualClock as ManualClock
 from ._clock import SystemClock as SystemClock
 from ._compose import Composed as Composed
 from ._compose import Timeout as Timeout
+from ._compose import TimeoutStats as TimeoutStats
 from ._compose import compose as compose
 from ._errors import CircuitOpenError as CircuitOpenError
 from ._errors import MisuseError as MisuseError
@@ -43,6 +44,7 @@ from ._events import TaskRejected as TaskRejected
 from ._events import TimedOut as TimedOut
 from ._events import default_bus as default_bus
 from ._fallback import Fallback as Fallback
+from ._fallback import FallbackStats as FallbackStats
 from ._guard import Guard as Guard
 from ._keyed import Keyed as Keyed
 from ._leaky_bucket import LeakyBucket as LeakyBucket
@@ -83,6 +85,7 @@ __all__ = [
     "Event",
     "EventBus",
     "Fallback",
+    "FallbackStats",
     "FallbackUsed",
     "Guard",
     "Keyed",
@@ -119,6 +122,7 @@ __all__ = [
     "TaskRejected",
     "TimedOut",
     "Timeout",
+    "TimeoutStats",
     "TokenBucket",
     "WindowSnapshot",
     "WorkerPool",
