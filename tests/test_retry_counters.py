@@ -827,7 +827,7 @@ class TestReading:
         assert budget in alive
         assert any(getattr(p, "name", None) == "decorating" for p in alive)
         del alive
-        refs = [weakref.ref(policy), weakref.ref(budget)]
+        refs: list[weakref.ref[Any]] = [weakref.ref(policy), weakref.ref(budget)]
         del policy, budget
         gc.collect()
         assert all(ref() is None for ref in refs)
