@@ -141,7 +141,7 @@ class LeakyBucket(RateLimiter):
                     self._next = (now if now > slot else slot) + 1.0 / self._rate
                     self._granted += 1.0
                     return True
-            self._refused += 1
+            self._refused += 1.0
             retry_after = self._ready_at(self._waiters.demand, 1, now) - now
         finally:
             lock.release()

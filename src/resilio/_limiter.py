@@ -196,13 +196,13 @@ class RateLimiter(Guard):
         # ``tokens = _granted + _tokens_other``, where the ``_other`` pair counts the
         # grants of any other amount and those made after waiting. Sums of counts that
         # only grow never go down between two reads, so exported counters never do.
-        # `_granted` is a float, exact up to 2**53 grants: adding 1.0 to a float costs a
-        # third of adding 1 to an int past 256, which allocates a new int each time.
+        # The counts are floats, exact up to 2**53: adding 1.0 to a float costs a third
+        # of adding 1 to an int past 256, which allocates a new int each time.
         self._granted = 0.0
-        self._granted_other = 0
+        self._granted_other = 0.0
         self._tokens_other = 0.0
-        self._refused = 0
-        self._cancelled = 0
+        self._refused = 0.0
+        self._cancelled = 0.0
         self._waited = 0.0
         self._wait_max = 0.0
 
@@ -269,10 +269,10 @@ class RateLimiter(Guard):
         # same sum read by an earlier call.
         granted = self._granted
         return LimiterStats(
-            granted=int(granted) + self._granted_other,
+            granted=int(granted + self._granted_other),
             tokens=granted + self._tokens_other,
-            refused=self._refused,
-            cancelled=self._cancelled,
+            refused=int(self._refused),
+            cancelled=int(self._cancelled),
             waited=self._waited,
             wait_max=self._wait_max,
             available=self._available_unlocked(),
@@ -306,7 +306,7 @@ class RateLimiter(Guard):
             if not self._waiters._live and self._take(1, now):
                 self._granted += 1.0
                 return True
-            self._refused += 1
+            self._refused += 1.0
             retry_after = self._ready_at(self._waiters.demand, 1, now) - now
         finally:
             lock.release()
@@ -321,10 +321,10 @@ class RateLimiter(Guard):
         try:
             now = self._now()
             if not self._waiters._live and self._take(n, now):
-                self._granted_other += 1
+                self._granted_other += 1.0
                 self._tokens_other += n
                 return True
-            self._refused += 1
+            self._refused += 1.0
             retry_after = self._ready_at(self._waiters.demand, n, now) - now
         finally:
             lock.release()
@@ -424,12 +424,12 @@ class RateLimiter(Guard):
                 if n == 1:
                     self._granted += 1.0
                 else:
-                    self._granted_other += 1
+                    self._granted_other += 1.0
                     self._tokens_other += n
                 return None
             waiter, wait = self._enqueue(n, timeout, now, waker)
             if waiter is None:
-                self._refused += 1
+                self._refused += 1.0
         finally:
             lock.release()
         self._limited(n, wait, rejected=waiter is None, now=now)
@@ -474,14 +474,17 @@ class RateLimiter(Guard):
         lock.acquire()
         try:
             now = self._now()
-            if waiter.granted:
-                self._admitted(waiter.amount, now - since)
+            if not waiter.granted and not waiter.failed:
+                self._dispatch(now)
+            if waiter.granted:  # count it: its caller goes through now
+                waited = now - since
+                self._granted_other += 1.0
+                self._tokens_other += waiter.amount
+                self._waited += waited
+                if waited > self._wait_max:  # noqa: PLR1730 - max() costs a call
+                    self._wait_max = waited
                 return None
             if not waiter.failed:
-                self._dispatch(now)
-                if waiter.granted:
-                    self._admitted(waiter.amount, now - since)
-                    return None
                 if deadline is None or now < deadline - EPSILON:
                     head = self._waiters.head() is waiter
                     wake = self._ready_at(0.0, waiter.amount, now) if head else None
@@ -489,19 +492,11 @@ class RateLimiter(Guard):
                         wake = deadline
                     return (wake, head)
                 self._remove(waiter, now)  # timed out
-            self._refused += 1
+            self._refused += 1.0
             retry_after = None if waiter.failed else self._ready_at(0.0, waiter.amount, now) - now
         finally:
             lock.release()
         raise _new_exceeded(RateLimitExceeded, self._name, retry_after)
-
-    def _admitted(self, amount: float, waited: float) -> None:
-        """Count a queued request whose caller found it granted (lock held)."""
-        self._granted_other += 1
-        self._tokens_other += amount
-        if waited > 0.0:
-            self._waited += waited
-            self._wait_max = max(self._wait_max, waited)
 
     def _dispatch(self, now: float) -> None:
         """Grant, in order, every queued request that can be admitted now (lock held)."""
@@ -537,12 +532,12 @@ class RateLimiter(Guard):
         with self._lock:
             now = self._now()
             if waiter.granted:  # granted in the instant before: its caller never saw it
-                self._cancelled += 1
+                self._cancelled += 1.0
                 self._give_back(waiter, now)
                 self._dispatch(now)
                 self._waiters.wake_head()
             elif not waiter.gone:  # (gone: refused, and counted, by `_poll`)
-                self._cancelled += 1
+                self._cancelled += 1.0
                 self._remove(waiter, now)
 
     def _restarted(self) -> None:
@@ -660,7 +655,7 @@ class RateLimiter(Guard):
             if not self._waiters._live and self._take(1.0, now):
                 self._granted += 1.0
                 return
-            self._refused += 1
+            self._refused += 1.0
             retry_after = self._ready_at(self._waiters.demand, 1, now) - now
         finally:
             lock.release()

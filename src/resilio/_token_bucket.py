@@ -176,7 +176,7 @@ class TokenBucket(RateLimiter):
                     self._granted += 1.0
                     return True
                 self._tokens = tokens
-            self._refused += 1
+            self._refused += 1.0
             retry_after = self._ready_at(self._waiters.demand, 1, now) - now
         finally:
             lock.release()
