@@ -1,5 +1,5 @@
-"""Static checks of Retry's delay schedules and resilio.testing; never executed, checked
-by ``mypy --strict tests/typing``.
+"""Static checks of Retry's delay schedules, the retry counters and resilio.testing;
+never executed, checked by ``mypy --strict tests/typing``.
 
 The ``# type: ignore[...]`` lines are deliberate misuse: with ``warn_unused_ignores``
 (part of ``--strict``) mypy fails if they stop being errors.
@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from typing_extensions import assert_type
 
-from resilio import Retry, retry
+from resilio import BudgetStats, Retry, RetryBudget, RetryStats, retry
 from resilio.backoff import Schedule, constant, exponential, linear
 from resilio.testing import Instant, instant, is_instant, set_instant
 
@@ -74,3 +74,26 @@ with instant(attempts=3) as mode:
     assert_type(mode, Instant)
 
 instant(attempts="2")  # type: ignore[call-overload]
+
+
+# -- counters ----------------------------------------------------------------------
+
+retry_stats = Retry().stats()
+assert_type(retry_stats, RetryStats)
+assert_type(retry_stats.calls, int)
+assert_type(retry_stats.tries, int)
+assert_type(retry_stats.retries, int)
+assert_type(retry_stats.succeeded_without_retry, int)
+assert_type(retry_stats.failed_with_retry, int)
+assert_type(retry_stats.cancelled, int)
+assert_type(retry_stats.exhausted, int)
+assert_type(retry_stats.refused, int)
+retry_stats.calls = 1  # type: ignore[misc]
+
+budget_stats = RetryBudget().stats()
+assert_type(budget_stats, BudgetStats)
+assert_type(budget_stats.deposits, int)
+assert_type(budget_stats.withdrawals, int)
+assert_type(budget_stats.refusals, int)
+assert_type(budget_stats.available, float)
+budget_stats.available = 1.0  # type: ignore[misc]
