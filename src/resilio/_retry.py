@@ -13,6 +13,7 @@ import inspect
 import itertools
 import math
 import numbers
+import operator
 import random as _random
 import sys
 import threading
@@ -48,16 +49,33 @@ _DEFAULT_BASE_DELAY = 0.1  # what Retry's signature says; given with delay=, the
 _DEFAULT_MULTIPLIER = 2.0
 
 
-def _counted(counter: itertools.count[int]) -> int:
-    """How many numbers *counter* (started at 0) has handed out, read without taking one.
+def _counted(tickets: itertools.count[int]) -> int:
+    """How many numbers *tickets* (started at 0) has handed out, read without taking one.
 
-    Counters here are `itertools.count` objects: ``next()`` on one is a single C call,
-    atomic under the GIL, and on a free-threaded build too (a compare-and-swap, since
-    CPython 3.13), so threads counting at once lose nothing and need no lock. Its
-    ``repr`` reads the count as one machine word: possibly a few counts stale while
-    threads are counting, never torn, never more than was counted.
+    ``next()`` on an `itertools.count` is one C call, atomic under the GIL and, since
+    CPython 3.13, on a free-threaded build too (a compare-and-swap): threads taking
+    tickets at once lose none and need no lock. Its ``repr`` reads the count as one
+    machine word: perhaps a few tickets stale while threads take them, never torn.
     """
-    return int(repr(counter)[6:-1])
+    return int(repr(tickets)[6:-1])
+
+
+def _counter() -> itertools.repeat[None]:
+    """A count that ``next()`` advances by one and `_count_of` reads, without a lock.
+
+    An `itertools.repeat` of ``None`` run down from ``sys.maxsize`` (which no process
+    reaches): its ``next()`` is one C call that lowers a C integer and returns
+    ``None``, about half the cost of an `itertools.count`'s, which makes a new int
+    past 256. Under the GIL that call is one indivisible step, so totals counted from
+    many threads are exact. On a free-threaded build the step is not promised to be
+    atomic, and totals counted under contention may fall short (never over).
+    """
+    return itertools.repeat(None, sys.maxsize)
+
+
+def _count_of(counter: itertools.repeat[None]) -> int:
+    """How many times ``next()`` was called on *counter*; reading it does not move it."""
+    return sys.maxsize - operator.length_hint(counter)
 
 
 @attrs.frozen(kw_only=True)
@@ -475,8 +493,12 @@ class Attempt:
             loop.error = exc
             return True
         loop.done = True
-        if exc is None:
-            policy._count_succeeded(self.number)
+        if exc is None:  # policy._count_succeeded(self.number), inlined
+            next(
+                policy._succeeded_without_retry
+                if self.number == 1
+                else policy._succeeded_with_retry
+            )
         else:
             policy._count_raised(exc, self.number)
         return False
@@ -739,15 +761,15 @@ class Retry:
         self._now = clock.monotonic
         self._bus = default_bus() if bus is None else check_bus(bus)
         # The counts behind `stats`, each advanced by one lock-free ``next()`` (see
-        # `_counted`). A first-try success costs exactly that: one ``next()``.
-        self._succeeded_without_retry = itertools.count()
-        self._succeeded_with_retry = itertools.count()
-        self._failed_without_retry = itertools.count()
-        self._failed_with_retry = itertools.count()
-        self._cancelled = itertools.count()
-        self._retries = itertools.count()
-        self._exhausted = itertools.count()
-        self._refused = itertools.count()
+        # `_counter`). A first-try success costs exactly that: one ``next()``.
+        self._succeeded_without_retry = _counter()
+        self._succeeded_with_retry = _counter()
+        self._failed_without_retry = _counter()
+        self._failed_with_retry = _counter()
+        self._cancelled = _counter()
+        self._retries = _counter()
+        self._exhausted = _counter()
+        self._refused = _counter()
         track(self)
 
     def _check_delay(
@@ -820,12 +842,12 @@ class Retry:
         count is read whole, though two counts may be a call apart while threads
         are calling.
         """
-        ok_first = _counted(self._succeeded_without_retry)
-        ok_later = _counted(self._succeeded_with_retry)
-        failed_first = _counted(self._failed_without_retry)
-        failed_later = _counted(self._failed_with_retry)
-        cancelled = _counted(self._cancelled)
-        retries = _counted(self._retries)
+        ok_first = _count_of(self._succeeded_without_retry)
+        ok_later = _count_of(self._succeeded_with_retry)
+        failed_first = _count_of(self._failed_without_retry)
+        failed_later = _count_of(self._failed_with_retry)
+        cancelled = _count_of(self._cancelled)
+        retries = _count_of(self._retries)
         calls = ok_first + ok_later + failed_first + failed_later + cancelled
         return RetryStats(
             calls=calls,
@@ -834,8 +856,8 @@ class Retry:
             succeeded=ok_first + ok_later,
             failed=failed_first + failed_later,
             cancelled=cancelled,
-            exhausted=_counted(self._exhausted),
-            refused=_counted(self._refused),
+            exhausted=_count_of(self._exhausted),
+            refused=_count_of(self._refused),
             succeeded_without_retry=ok_first,
             succeeded_with_retry=ok_later,
             failed_without_retry=failed_first,
