@@ -1,9 +1,11 @@
 """Retry with jittered exponential backoff, retry budgets and retry-after hints.
 
-A [`Retry`][resilio.Retry] policy is configuration only: every call through it keeps
-its own count of tries in local variables, so concurrent calls through one decorated
-function never share or clobber state. The success path costs one ``try`` block: the
-per-call state is created only after a first failure.
+A [`Retry`][resilio.Retry] policy is configuration plus cumulative counters: every
+call through it keeps its own count of tries in local variables, so concurrent calls
+through one decorated function never share or clobber state, and adds to the
+policy's counters only with lock-free ``next()`` calls. The success path costs one
+``try`` block and one such ``next()``: the per-call state is created only after a
+first failure.
 """
 
 from __future__ import annotations
@@ -169,7 +171,8 @@ class RetryBudget:
     retry is refused and the caller gets the error at once. Deposits expire as the
     window slides (Finagle's retry budget), so a burst of traffic long ago buys
     nothing now. Share one budget between every policy that calls the same
-    dependency, across threads and tasks alike.
+    dependency, across threads and tasks alike. `stats` counts every deposit,
+    withdrawal and refusal since the budget was built.
 
     A deposit is cheap: it takes no lock, and under heavy traffic it reads the clock
     only once in many first tries (at most once in 32 of the current slice's, at
@@ -620,7 +623,8 @@ class Retry:
             with attempt:
                 ...
 
-    (``async for`` in async code). Each call keeps its own count of tries.
+    (``async for`` in async code). Each call keeps its own count of tries;
+    `stats` counts every call and retry since the policy was built.
 
     Args:
         on: Exception types (one or a tuple), or a predicate
