@@ -24,7 +24,7 @@ answers = iter(["12", "down", "7", "down", "down", "down", "down", "unknown", "3
 
 
 # --8<-- [start:counters]
-budget = RetryBudget(ratio=0.0, min_per_second=0.3, clock=clock)  # 3 retries per 10 s
+budget = RetryBudget(ratio=0.0, min_per_second=0.3, name="inventory", clock=clock)  # 3 in 10 s
 inventory = Retry(
     name="inventory",
     on=ConnectionError,

@@ -468,11 +468,14 @@ def switching() -> Iterator[None]:
 
 class TestRepr:
     def test_repr_shows_configuration_and_counts(self, clock: ManualClock) -> None:
-        """repr shows the ratio, the floor, the window and the live counts."""
-        budget = RetryBudget(ratio=0.25, min_per_second=0, window=5, clock=clock)
+        """repr shows the name, the ratio, the floor, the window and the live counts."""
+        budget = RetryBudget(ratio=0.25, min_per_second=0, window=5, name="db", clock=clock)
         assert repr(budget) == (
-            "<RetryBudget ratio=0.25 min_per_second=0: 0 retries for 0 first tries in the last 5s>"
+            "<RetryBudget 'db' ratio=0.25 min_per_second=0: "
+            "0 retries for 0 first tries in the last 5s>"
         )
+        assert budget.name == "db"
+        assert RetryBudget(clock=clock).name == "retry-budget"
         deposit(budget, 8)
         withdraw_all(budget)
         assert "2 retries for 8 first tries" in repr(budget)
@@ -486,6 +489,8 @@ class TestRepr:
 
 
 BAD_CONFIGS: list[tuple[str, Any, type[Exception]]] = [
+    ("name", "", ValueError),
+    ("name", 3, TypeError),
     ("ratio", -0.1, ValueError),
     ("ratio", math.nan, ValueError),
     ("ratio", math.inf, ValueError),

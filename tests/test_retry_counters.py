@@ -42,7 +42,7 @@ from resilio import (
     RetryStats,
     compose,
 )
-from resilio._registry import live
+from resilio._registry import check_unique, kind_of, live, named
 from resilio.testing import instant
 
 T = TypeVar("T")
@@ -815,6 +815,19 @@ class TestReading:
         for cls in (RetryStats, BudgetStats):
             for field in attrs.fields(cls):
                 assert f"{field.name}:" in (cls.__doc__ or "")
+
+    def test_named_policies_and_budgets_are_exported(self, clock: ManualClock) -> None:
+        """A policy and a budget given a name are among the named live primitives, in
+        families of their own, so they may share a name; unnamed ones are not."""
+        policy = Retry(name="db", clock=clock)
+        budget = RetryBudget(name="db", clock=clock)
+        unnamed = RetryBudget(clock=clock)
+        found = named()
+        assert policy in found
+        assert budget in found
+        assert unnamed not in found
+        assert (kind_of(policy), kind_of(budget)) == ("retry", "retrybudget")
+        check_unique([policy, budget])
 
     def test_policies_and_budgets_are_tracked_while_alive(self, clock: ManualClock) -> None:
         """A policy and a budget are in the registry of live primitives until dropped;

@@ -187,6 +187,7 @@ class RetryBudget:
             quiet service can still retry.
         window: Seconds over which first tries and retries are counted, at least
             ``0.001``.
+        name: Appears in ``repr`` and names the budget's metrics.
         clock: Where time comes from.
     """
 
@@ -207,6 +208,7 @@ class RetryBudget:
         "_epoch",
         "_lock",
         "_min_per_second",
+        "_name",
         "_now",
         "_ratio",
         "_refused",
@@ -226,11 +228,13 @@ class RetryBudget:
         min_per_second: float = 10.0,
         *,
         window: float | timedelta = 10.0,
+        name: str = "retry-budget",
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._ratio = _validate.number("ratio", ratio, ge=0)
         self._min_per_second = _validate.number("min_per_second", min_per_second, ge=0)
         self._window = _validate.duration("window", window, ge=self.MIN_WINDOW)
+        self._name = _validate.text("name", name)
         self._clock = check_clock(clock)
         self._now = clock.monotonic
         self._lock = threading.Lock()
@@ -317,6 +321,11 @@ class RetryBudget:
             self._fold(None)
             return max(0.0, self._allowed() - self._withdrawals)
 
+    @property
+    def name(self) -> str:
+        """The name that appears in ``repr`` and labels the budget's metrics."""
+        return self._name
+
     def stats(self) -> BudgetStats:
         """Return the counts since the budget was built, and the retries it allows now.
 
@@ -337,7 +346,8 @@ class RetryBudget:
             self._fold(None)
             deposits, withdrawals = self._deposits, self._withdrawals
         return (
-            f"<RetryBudget ratio={self._ratio:g} min_per_second={self._min_per_second:g}: "
+            f"<RetryBudget {self._name!r} ratio={self._ratio:g} "
+            f"min_per_second={self._min_per_second:g}: "
             f"{withdrawals} retries for {deposits} first tries in the last {self._window:g}s>"
         )
 

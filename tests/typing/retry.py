@@ -90,6 +90,8 @@ assert_type(retry_stats.exhausted, int)
 assert_type(retry_stats.refused, int)
 retry_stats.calls = 1  # type: ignore[misc]
 
+assert_type(RetryBudget(name="db").name, str)
+RetryBudget(name=1)  # type: ignore[arg-type]
 budget_stats = RetryBudget().stats()
 assert_type(budget_stats, BudgetStats)
 assert_type(budget_stats.deposits, int)
