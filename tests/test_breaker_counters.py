@@ -33,7 +33,8 @@ from resilio import (
     SlidingWindowBreaker,
     TokenBucket,
 )
-from resilio._breaker import BreakerBase, count_of, counter
+from resilio._breaker import BreakerBase
+from resilio._counters import count_of, counter
 from resilio._registry import live
 
 CLOSED = CircuitState.CLOSED

@@ -22,10 +22,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import enum
-import itertools
 import logging
-import operator
-import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -37,6 +34,7 @@ import attrs
 
 from . import _validate
 from ._clock import SYSTEM_CLOCK, Clock, check_clock
+from ._counters import count_of, counter
 from ._errors import CircuitOpenError, MisuseError, RejectedError
 from ._events import (
     CallCompleted,
@@ -60,28 +58,6 @@ _new_rejection = CircuitOpenError.__new__
 # equals it, so its outcome is never counted (and it is never the sliding window's
 # -1, "no fast path").
 _UNCOUNTED = -2
-
-
-Counter = itertools.repeat  # of None: see `counter`
-
-
-def counter() -> Counter[None]:
-    """A counter that ``next()`` advances by one; `count_of` reads it.
-
-    It is an `itertools.repeat` of ``None`` that runs down from ``sys.maxsize``
-    (which no process reaches): its ``next()`` is one C call that lowers a C integer
-    and returns ``None``, half the cost of an `itertools.count`, which makes a new
-    int on each call past 256. Under the GIL that call is one indivisible step, so
-    totals counted from many threads are exact, read without a lock. On a
-    free-threaded build the step is not promised to be atomic, and totals counted
-    under contention may fall short.
-    """
-    return itertools.repeat(None, sys.maxsize)
-
-
-def count_of(counter: Counter[None]) -> int:
-    """How many times ``next()`` was called on *counter*; it does not move."""
-    return sys.maxsize - operator.length_hint(counter)
 
 
 class CircuitState(enum.Enum):

@@ -25,7 +25,7 @@ A primitive that guards calls implements a small permission protocol:
   faster, as breakers keep it) a success on that path changes nothing
   (a closed breaker with a clean record) and is not reported either, unless
   ``_free`` changed while the call ran; the guard then only counts it, with one
-  ``next()`` on the guard's ``_succeeded`` (a counter, see ``_breaker.counter``).
+  ``next()`` on the guard's ``_succeeded`` (a counter, see ``_counters.counter``).
 * ``_timed_free`` is like ``_free`` for a guard that times its calls
   (``_timed = True``, a breaker measuring slow calls): the decorator pairs it with
   the start time on ``_now()``, ``(token, start)``, the token ``_acquire()``

@@ -15,7 +15,6 @@ import inspect
 import itertools
 import math
 import numbers
-import operator
 import random as _random
 import sys
 import threading
@@ -30,6 +29,7 @@ from anyio.lowlevel import checkpoint
 from . import _validate
 from ._backoff import JITTERS, Jitter, Schedule, between, jittered, seconds, spread
 from ._clock import SYSTEM_CLOCK, Clock, check_clock
+from ._counters import count_of, counter
 from ._errors import MisuseError
 from ._events import (
     EventBus,
@@ -60,24 +60,6 @@ def _counted(tickets: itertools.count[int]) -> int:
     machine word: perhaps a few tickets stale while threads take them, never torn.
     """
     return int(repr(tickets)[6:-1])
-
-
-def _counter() -> itertools.repeat[None]:
-    """A count that ``next()`` advances by one and `_count_of` reads, without a lock.
-
-    An `itertools.repeat` of ``None`` run down from ``sys.maxsize`` (which no process
-    reaches): its ``next()`` is one C call that lowers a C integer and returns
-    ``None``, about half the cost of an `itertools.count`'s, which makes a new int
-    past 256. Under the GIL that call is one indivisible step, so totals counted from
-    many threads are exact. On a free-threaded build the step is not promised to be
-    atomic, and totals counted under contention may fall short (never over).
-    """
-    return itertools.repeat(None, sys.maxsize)
-
-
-def _count_of(counter: itertools.repeat[None]) -> int:
-    """How many times ``next()`` was called on *counter*; reading it does not move it."""
-    return sys.maxsize - operator.length_hint(counter)
 
 
 @attrs.frozen(kw_only=True)
@@ -775,15 +757,15 @@ class Retry:
         self._now = clock.monotonic
         self._bus = default_bus() if bus is None else check_bus(bus)
         # The counts behind `stats`, each advanced by one lock-free ``next()`` (see
-        # `_counter`). A first-try success costs exactly that: one ``next()``.
-        self._succeeded_without_retry = _counter()
-        self._succeeded_with_retry = _counter()
-        self._failed_without_retry = _counter()
-        self._failed_with_retry = _counter()
-        self._cancelled = _counter()
-        self._retries = _counter()
-        self._exhausted = _counter()
-        self._refused = _counter()
+        # `counter`). A first-try success costs exactly that: one ``next()``.
+        self._succeeded_without_retry = counter()
+        self._succeeded_with_retry = counter()
+        self._failed_without_retry = counter()
+        self._failed_with_retry = counter()
+        self._cancelled = counter()
+        self._retries = counter()
+        self._exhausted = counter()
+        self._refused = counter()
         track(self)
 
     def _check_delay(
@@ -856,12 +838,12 @@ class Retry:
         count is read whole, though two counts may be a call apart while threads
         are calling.
         """
-        ok_first = _count_of(self._succeeded_without_retry)
-        ok_later = _count_of(self._succeeded_with_retry)
-        failed_first = _count_of(self._failed_without_retry)
-        failed_later = _count_of(self._failed_with_retry)
-        cancelled = _count_of(self._cancelled)
-        retries = _count_of(self._retries)
+        ok_first = count_of(self._succeeded_without_retry)
+        ok_later = count_of(self._succeeded_with_retry)
+        failed_first = count_of(self._failed_without_retry)
+        failed_later = count_of(self._failed_with_retry)
+        cancelled = count_of(self._cancelled)
+        retries = count_of(self._retries)
         calls = ok_first + ok_later + failed_first + failed_later + cancelled
         return RetryStats(
             calls=calls,
@@ -870,8 +852,8 @@ class Retry:
             succeeded=ok_first + ok_later,
             failed=failed_first + failed_later,
             cancelled=cancelled,
-            exhausted=_count_of(self._exhausted),
-            refused=_count_of(self._refused),
+            exhausted=count_of(self._exhausted),
+            refused=count_of(self._refused),
             succeeded_without_retry=ok_first,
             succeeded_with_retry=ok_later,
             failed_without_retry=failed_first,

@@ -22,10 +22,9 @@ from ._breaker import (
     CircuitState,
     ExceptionSpec,
     ResultPredicate,
-    count_of,
-    counter,
 )
 from ._clock import SYSTEM_CLOCK, Clock
+from ._counters import count_of, counter
 from ._events import EventBus
 from ._registry import track
 
@@ -36,7 +35,7 @@ _FAILED = 2
 _SLOW = 4
 _SUCCESS = bytes([_CALL])
 
-# ``next()`` on a counter (see _breaker.counter) is one indivisible step under the
+# ``next()`` on a counter (see _counters.counter) is one indivisible step under the
 # GIL; on a free-threaded build the hot path takes the lock instead.
 _ATOMIC_TICKS = getattr(sys, "_is_gil_enabled", lambda: True)()
 
