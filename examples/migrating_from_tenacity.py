@@ -230,7 +230,7 @@ def main() -> None:
 
     print("7. In tests: one try and no sleep (tenacity's enabled=False; resilio's instant):")
     report("tenacity", lambda: before.copy(enabled=False)(flaky(1)))
-    with instant(attempts=1):  # every Retry in the process, for this block
+    with instant(attempts=1):  # every Retry run in this thread or task, for this block
         report("resilio ", lambda: after.call(flaky(1)))
 
     print(f"tenacity slept {sum(slept):g}s in total; resilio's clock moved {clock.monotonic():g}s")
