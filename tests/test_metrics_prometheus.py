@@ -286,6 +286,10 @@ class TestExplicitList:
         with pytest.raises(ValueError, match=r"two ratelimiter primitives are named 'dup'"):
             collector(TokenBucket(1, 1, name="dup"), LeakyBucket(1, 1, name="dup"))
 
+    def test_what_it_cannot_export_is_refused(self) -> None:
+        with pytest.raises(TypeError, match=r"collector\(\) cannot export 'text'"):
+            collector(TokenBucket(1, 1), "text", registry=CollectorRegistry())
+
     def test_unregister(self) -> None:
         registry = CollectorRegistry()
         made = collector(TokenBucket(1, 1, name="prom-gone"), registry=registry)

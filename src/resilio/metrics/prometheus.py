@@ -313,9 +313,18 @@ def collector(*primitives: Any, registry: CollectorRegistry | None = None) -> Re
         The registered collector (``registry.unregister(c)`` removes it).
 
     Raises:
+        TypeError: one of the *primitives* is not one resilio can export.
         ValueError: two of the *primitives* share a kind and a name; with none given,
             the same error is raised by each scrape that finds two live ones.
     """
+    for primitive in primitives:
+        if kind_of(primitive) not in _READERS:
+            msg = (
+                f"collector() cannot export {primitive!r}: pass breakers, buckets, retry "
+                "policies, retry budgets, worker pools, session managers, timeouts or "
+                "fallbacks (the policies of a compose() one by one)"
+            )
+            raise TypeError(msg)
     if primitives:
         check_unique(primitives)
     made = ResilioCollector(primitives)
