@@ -127,8 +127,8 @@ class LeakyBucket(RateLimiter):
         Raises:
             ValueError: *n* is not positive or exceeds the capacity.
         """
-        # `RateLimiter.try_acquire` with `_take(1, now)` inlined: the call would cost
-        # a fifth of the whole.
+        # `_try_acquire_amount` for the int 1, with `_take(1, now)` inlined: the call
+        # would cost a fifth of the whole.
         if n != 1 or n.__class__ is not int:
             return self._try_acquire_amount(n)
         lock = self._lock

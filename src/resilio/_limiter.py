@@ -285,36 +285,9 @@ class RateLimiter(Guard):
         """``available``, read without the lock for `stats` (a level a moment old)."""
         raise NotImplementedError
 
-    def try_acquire(self, n: float = 1) -> bool:
-        """Take *n* now if the bucket allows it and nobody is queued; never waits.
-
-        A refusal publishes [`RateLimited`][resilio.RateLimited] with
-        ``rejected=True``.
-
-        Returns:
-            Whether the request was admitted.
-
-        Raises:
-            ValueError: *n* is not positive or exceeds the capacity.
-        """
-        if n != 1 or n.__class__ is not int:
-            return self._try_acquire_amount(n)
-        lock = self._lock
-        lock.acquire()  # explicit acquire/release: ``with lock`` costs twice as much
-        try:
-            now = self._now()
-            if not self._waiters._live and self._take(1, now):
-                self._granted += 1.0
-                return True
-            self._refused += 1.0
-            retry_after = self._ready_at(self._waiters.demand, 1, now) - now
-        finally:
-            lock.release()
-        self._limited(1, retry_after, rejected=True, now=now)
-        return False
-
     def _try_acquire_amount(self, n: float) -> bool:
-        """`try_acquire` for any amount but the int 1."""
+        """`try_acquire` for any amount but the int 1; each bucket's ``try_acquire``
+        inlines its own ``_take(1, now)`` for the int 1, the common case."""
         self._check_amount(n)
         lock = self._lock
         lock.acquire()
